@@ -1,0 +1,196 @@
+"""The tutorial's seq2seq network: `EncoderRNN`, Luong `Attn` and `LuongAttnDecoderRNN`.
+
+Shapes follow the tutorial's time-major convention: T = time steps, B = batch, H = hidden size,
+V = vocabulary size. Tutorial bugs fixed here, each marked "fix:" where it happens:
+- padded source positions received attention weight (softmax over pad outputs);
+- `concat` attention's vector `v` was uninitialised memory (`torch.FloatTensor(hidden_size)`);
+- the decoder returned softmax probabilities that the loss then logged (unstable); we return logits;
+- the encoder needed batches sorted by length (`enforce_sorted=False` lifts that).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from chatbot.tokenizer import PAD_token
+
+
+@dataclass
+class ModelConfig:
+    """Network shape. Defaults are the tutorial's."""
+
+    vocab_size: int = 7826  # set from the tokenizer; the tutorial's trimmed Voc has 7,826 words
+    hidden_size: int = 500
+    encoder_n_layers: int = 2
+    decoder_n_layers: int = 2
+    dropout: float = 0.1
+    attn_model: str = "dot"  # "dot", "general" or "concat"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+class EncoderRNN(nn.Module):
+    """Bidirectional GRU over packed sequences; the two directions are summed."""
+
+    def __init__(self, hidden_size: int, embedding: nn.Embedding, n_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.n_layers = n_layers
+        self.hidden_size = hidden_size
+        self.embedding = embedding
+        # GRU dropout only acts between layers, so it must be 0 for one layer (PyTorch warns otherwise).
+        self.gru = nn.GRU(
+            hidden_size, hidden_size, n_layers, dropout=(0.0 if n_layers == 1 else dropout), bidirectional=True
+        )
+
+    def forward(
+        self, input_seq: torch.Tensor, input_lengths: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_seq (T, B) ids, input_lengths (B,) on the CPU -> outputs (T, B, H), hidden (2*L, B, H)."""
+        embedded = self.embedding(input_seq)  # (T, B, H)
+        # fix: enforce_sorted=False, so batches need not be sorted by length; lengths must live on the CPU.
+        packed = pack_padded_sequence(embedded, input_lengths.cpu(), enforce_sorted=False)
+        outputs, hidden = self.gru(packed, hidden)
+        outputs, _ = pad_packed_sequence(outputs, total_length=input_seq.size(0))  # (T, B, 2H)
+        outputs = outputs[:, :, : self.hidden_size] + outputs[:, :, self.hidden_size :]  # sum directions
+        return outputs, hidden
+
+
+class Attn(nn.Module):
+    """Luong attention with the `dot`, `general` and `concat` scores, batched over decoder steps."""
+
+    def __init__(self, method: str, hidden_size: int):
+        super().__init__()
+        if method not in ("dot", "general", "concat"):
+            raise ValueError(f"{method!r} is not an appropriate attention method (dot, general, concat)")
+        self.method = method
+        self.hidden_size = hidden_size
+        if method == "general":
+            self.attn = nn.Linear(hidden_size, hidden_size)
+        elif method == "concat":
+            self.attn = nn.Linear(hidden_size * 2, hidden_size)
+            # fix: the tutorial's `nn.Parameter(torch.FloatTensor(hidden_size))` is uninitialised memory.
+            self.v = nn.Parameter(torch.empty(hidden_size).uniform_(-1 / math.sqrt(hidden_size), 1 / math.sqrt(hidden_size)))
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """query (B, Tq, H), keys (B, Ts, H) -> energies (B, Tq, Ts)."""
+        if self.method == "dot":
+            return query @ keys.transpose(1, 2)
+        if self.method == "general":
+            return query @ self.attn(keys).transpose(1, 2)
+        # concat: W [q; k] + b == W_q q + W_k k + b, so the (Tq x Ts) pairs never get materialised twice.
+        w_q, w_k = self.attn.weight[:, : self.hidden_size], self.attn.weight[:, self.hidden_size :]
+        energy = torch.tanh((query @ w_q.T).unsqueeze(2) + (keys @ w_k.T + self.attn.bias).unsqueeze(1))
+        return energy @ self.v  # (B, Tq, Ts, H) @ (H,) -> (B, Tq, Ts)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, src_mask: torch.Tensor | None) -> torch.Tensor:
+        """query (B, Tq, H), keys (B, Ts, H), src_mask (B, Ts) True on real tokens -> weights (B, Tq, Ts)."""
+        energies = self.score(query, keys)
+        if src_mask is not None:
+            # fix: the tutorial softmaxes over padded positions too; they must get exactly zero weight.
+            energies = energies.masked_fill(~src_mask.unsqueeze(1), float("-inf"))
+        return F.softmax(energies, dim=-1)
+
+
+class LuongAttnDecoderRNN(nn.Module):
+    """GRU -> attention over encoder outputs -> concat layer with tanh -> output layer (logits).
+
+    One forward serves both the step-by-step decoder (Tt = 1) and the teacher-forced fast path
+    (Tt = the whole target): the GRU is causal, so running it over the target in one call gives
+    the same outputs as feeding it one step at a time.
+    """
+
+    def __init__(
+        self,
+        attn_model: str,
+        embedding: nn.Embedding,
+        hidden_size: int,
+        output_size: int,
+        n_layers: int = 1,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.attn_model = attn_model
+        self.hidden_size = hidden_size
+        self.output_size = output_size
+        self.n_layers = n_layers
+        self.embedding = embedding
+        self.embedding_dropout = nn.Dropout(dropout)
+        self.gru = nn.GRU(hidden_size, hidden_size, n_layers, dropout=(0.0 if n_layers == 1 else dropout))
+        self.concat = nn.Linear(hidden_size * 2, hidden_size)
+        self.out = nn.Linear(hidden_size, output_size)
+        self.attn = Attn(attn_model, hidden_size)
+
+    def forward(
+        self,
+        input_seq: torch.Tensor,
+        last_hidden: torch.Tensor,
+        encoder_outputs: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """input_seq (Tt, B), last_hidden (L, B, H), encoder_outputs (Ts, B, H), src_mask (B, Ts)
+        -> logits (Tt, B, V), hidden (L, B, H), attention weights (B, Tt, Ts)."""
+        embedded = self.embedding_dropout(self.embedding(input_seq))  # (Tt, B, H)
+        rnn_output, hidden = self.gru(embedded, last_hidden)  # (Tt, B, H), (L, B, H)
+        query = rnn_output.transpose(0, 1)  # (B, Tt, H)
+        keys = encoder_outputs.transpose(0, 1)  # (B, Ts, H)
+        attn_weights = self.attn(query, keys, src_mask)  # (B, Tt, Ts)
+        context = attn_weights @ keys  # (B, Tt, H)
+        concat_output = torch.tanh(self.concat(torch.cat((query, context), dim=2)))  # (B, Tt, H)
+        # fix: logits, not softmax probabilities; callers use log_softmax / cross_entropy.
+        logits = self.out(concat_output).transpose(0, 1)  # (Tt, B, V)
+        return logits, hidden, attn_weights
+
+
+class Seq2Seq(nn.Module):
+    """Embedding shared by `EncoderRNN` and `LuongAttnDecoderRNN`, built from a `ModelConfig`."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.decoder_n_layers > config.encoder_n_layers:
+            raise ValueError("decoder_n_layers must not exceed encoder_n_layers (its state starts from theirs)")
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.encoder = EncoderRNN(config.hidden_size, self.embedding, config.encoder_n_layers, config.dropout)
+        self.decoder = LuongAttnDecoderRNN(
+            config.attn_model,
+            self.embedding,
+            config.hidden_size,
+            config.vocab_size,
+            config.decoder_n_layers,
+            config.dropout,
+        )
+
+    def encode(
+        self, input_seq: torch.Tensor, input_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """input_seq (Ts, B), input_lengths (B,) -> encoder_outputs (Ts, B, H),
+        decoder_hidden (L_dec, B, H), src_mask (B, Ts)."""
+        encoder_outputs, encoder_hidden = self.encoder(input_seq, input_lengths)
+        # The tutorial takes encoder_hidden[:decoder.n_layers], i.e. layer 0's forward and backward
+        # states. We give each decoder layer the summed directions of an encoder layer instead,
+        # matching how the encoder's outputs are summed.
+        L, B, H = self.config.encoder_n_layers, encoder_hidden.size(1), self.config.hidden_size
+        per_layer = encoder_hidden.view(L, 2, B, H).sum(dim=1)  # (L_enc, B, H)
+        decoder_hidden = per_layer[L - self.config.decoder_n_layers :].contiguous()  # (L_dec, B, H)
+        src_mask = (input_seq != PAD_token).transpose(0, 1)  # (B, Ts)
+        return encoder_outputs, decoder_hidden, src_mask
+
+    def forward(
+        self, input_seq: torch.Tensor, input_lengths: torch.Tensor, decoder_input: torch.Tensor
+    ) -> torch.Tensor:
+        """Teacher-forced fast path: input_seq (Ts, B), decoder_input (Tt, B) = SOS + target[:-1]
+        -> logits (Tt, B, V)."""
+        encoder_outputs, decoder_hidden, src_mask = self.encode(input_seq, input_lengths)
+        logits, _, _ = self.decoder(decoder_input, decoder_hidden, encoder_outputs, src_mask)
+        return logits
