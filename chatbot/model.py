@@ -80,7 +80,9 @@ class Attn(nn.Module):
         elif method == "concat":
             self.attn = nn.Linear(hidden_size * 2, hidden_size)
             # fix: the tutorial's `nn.Parameter(torch.FloatTensor(hidden_size))` is uninitialised memory.
-            self.v = nn.Parameter(torch.empty(hidden_size).uniform_(-1 / math.sqrt(hidden_size), 1 / math.sqrt(hidden_size)))
+            self.v = nn.Parameter(
+                torch.empty(hidden_size).uniform_(-1 / math.sqrt(hidden_size), 1 / math.sqrt(hidden_size))
+            )
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """query (B, Tq, H), keys (B, Ts, H) -> energies (B, Tq, Ts)."""
