@@ -279,8 +279,11 @@ def _dataset_stats(
 
 def _write(out: Path, splits: dict[str, list[Pair]], tokenizer: Tokenizer, stats: dict[str, Any], force: bool) -> None:
     """Write everything into a temp folder beside `out`, then rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as err:
+        raise ChatbotError(f"cannot write the dataset folder {out}: {err.strerror}") from err
     try:
         for name, split in splits.items():
             with open(tmp / f"{name}.tsv", "w", encoding="utf-8", newline="\n") as f:

@@ -150,6 +150,13 @@ def test_bad_input_gives_one_line_and_no_output(case: str, tmp_path: Path, capsy
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+def test_out_under_a_file_is_one_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("x")
+    assert run_cli(SAMPLE, "--out", tmp_path / "file" / "ds") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the dataset folder" in err
+
+
 def test_load_prepared_errors(tmp_path: Path) -> None:
     with pytest.raises(ChatbotError, match="not a prepared dataset folder"):
         load_prepared(tmp_path / "missing")
@@ -218,3 +225,19 @@ def test_pairs_all_movies_with_8000_pieces(shared_data: Path, tmp_path: Path) ->
     gz.write_bytes(gzip.compress(path.read_bytes()))
     stats = prepare(gz, tmp_path / "gz", PrepareConfig())
     assert stats["pairs_read"] == data.stats["pairs_read"] and stats["pairs_trimmed"] == data.stats["pairs_trimmed"]
+
+
+def test_script_form_runs_from_a_checkout(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "prepare.py"
+    done = subprocess.run(
+        [sys.executable, script, SAMPLE, "--out", tmp_path / "ds"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert load_prepared(tmp_path / "ds").train
+    done = subprocess.run(
+        [sys.executable, script, tmp_path / "missing", "--out", tmp_path / "x"], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "does not exist" in done.stderr
