@@ -208,8 +208,9 @@ def test_chinese_xiaohuangji_unicode_sentencepiece(shared_data: Path, tmp_path: 
         assert tok.decode(tok.encode(s)) == s
     ids = [i for p in data.test for s in p for i in tok.encode(s)]
     assert sum(i == tok.unk_id for i in ids) / len(ids) < 0.005
-    # Byte fallback hides unknown characters from the UNK count, so count byte pieces too: still rare.
-    assert sum(tok.sp.is_byte(i) for i in ids) / len(ids) < 0.005
+    # Byte fallback hides rare characters from the UNK count (they are spelled exactly as UTF-8 bytes
+    # instead), so count byte pieces too: still rare (0.47 % measured, see README).
+    assert sum(tok.sp.is_byte(i) for i in ids) / len(ids) < 0.01
 
 
 @pytest.mark.slow
