@@ -64,7 +64,7 @@ HELP = {
     "tokenizer": "word: the tutorial's Voc (+UNK); sentencepiece: subwords trained on the training split",
     "max_length": "MAX_LENGTH: keep pairs whose sides have fewer words (pieces for sentencepiece) than this",
     "min_count": "MIN_COUNT: word vocabulary keeps words seen at least this often",
-    "vocab_size": "sentencepiece vocabulary size (an upper bound for a small corpus)",
+    "vocab_size": "sentencepiece vocabulary size (a small corpus may get fewer pieces; never below its minimum)",
     "sp_model_type": "sentencepiece algorithm",
     "dedupe": "drop repeated (query, response) pairs after normalization",
     "valid_fraction": "fraction of conversations held out for validation",
