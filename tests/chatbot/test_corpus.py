@@ -25,7 +25,7 @@ from chatbot.corpus import (
 )
 from chatbot.errors import ChatbotError
 from chatbot.normalize import normalize_string
-from chatbot.prepare import tutorial_statistics
+from chatbot.prepare import PrepareConfig, prepare, tutorial_statistics
 
 SAMPLE = Path(__file__).resolve().parents[2] / "corpus" / "sample"
 SEP = " +++$+++ "
@@ -214,8 +214,10 @@ def test_tutorial_counts_reproduced_on_real_cornell_files(shared_data: Path, tmp
     assert corpus.fmt == "cornell" and corpus.malformed == 0 and corpus.missing_line_ids == 0
     pairs = [(normalize_string(p.query), normalize_string(p.response)) for p in extract_pairs(corpus)]
     got = tutorial_statistics(pairs, 10, 3)
+    # ... and what `chatbot prepare` records in stats.json for the same folder
+    recorded = prepare(folder, tmp_path / "ds", PrepareConfig())
     for step in ("pairs_read", "pairs_filtered", "words_counted", "keep_words", "pairs_trimmed"):
-        assert got[step] == expected[step], step
+        assert got[step] == expected[step] == recorded[step], step
     # The reference run on these files gave 20,399 / 5,952 / 4,305 / 1,594 / 3,526 (README); a real run, not an empty one.
     assert expected["pairs_read"] > 20_000 and expected["pairs_trimmed"] > 3_000
 
