@@ -244,7 +244,7 @@ def beam_search(
             # Best score any live beam could still reach: its log-prob only falls, its length grows.
             best_divisor = max((t + 2) ** length_penalty, max_length**length_penalty)
             if float(beam_log_prob.max()) / best_divisor <= finished[-1].score:
-                generated = generated[:0]
+                generated, beam_log_prob = generated[:0], beam_log_prob[:0]
                 break
     # Beams still live at max_length end without EOS; they compete as they are.
     for row, lp in zip(generated.tolist(), beam_log_prob.tolist(), strict=True):

@@ -128,10 +128,12 @@ def tidy(text: str, normalize: str = "tutorial") -> str:
     return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
 
 
-def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one --flag per `DecodeSettings` field, defaulted and documented by the dataclass."""
+def add_decode_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """Add one --flag per `DecodeSettings` field (but `exclude`), defaulted and documented by the dataclass."""
     group = parser.add_argument_group("decoding")
     for f in decode_fields():
+        if f.name in exclude:
+            continue
         flag = "--" + f.name.replace("_", "-")
         kind = {"strategy": str, "temperature": float, "top_p": float, "length_penalty": float}.get(f.name, int)
         kwargs = {"choices": ["greedy", "beam", "sample"]} if f.name == "strategy" else {}
@@ -139,5 +141,5 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> DecodeSettings:
-    """The `DecodeSettings` given by the flags of `add_decode_arguments`."""
-    return DecodeSettings(**{f.name: getattr(args, f.name) for f in decode_fields()})
+    """The `DecodeSettings` given by the flags of `add_decode_arguments` (dataclass defaults for excluded ones)."""
+    return DecodeSettings(**{f.name: getattr(args, f.name) for f in decode_fields() if hasattr(args, f.name)})

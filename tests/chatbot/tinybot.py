@@ -14,6 +14,7 @@ from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.tokenizer import EOS_token, PAD_token, SOS_token
 from chatbot.vocab import Voc
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PAIRS = [
     ("hello .", "hi ."),
     ("how are you ?", "i m fine ."),
