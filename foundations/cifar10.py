@@ -133,29 +133,44 @@ def pick_device() -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
-def train(net: Net, trainloader: DataLoader, cfg: CIFAR10Config, device: torch.device, log=print) -> list[float]:
-    """The notes' loop: per batch zero_grad, forward, CrossEntropyLoss, backward, step. Returns mean loss per epoch."""
+def make_optimizer(net: Net, cfg: CIFAR10Config) -> optim.SGD:
+    """Momentum SGD (动量SGD), the notes' optimizer."""
+    return optim.SGD(net.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum)
+
+
+def train_epoch(
+    net: Net,
+    trainloader: DataLoader,
+    optimizer: optim.Optimizer,
+    device: torch.device,
+    epoch: int = 0,
+    log_every: int = 2000,
+    log=print,
+) -> float:
+    """One pass of the notes' loop: per batch zero_grad, forward, CrossEntropyLoss, backward, step. Returns the mean loss."""
     criterion = nn.CrossEntropyLoss()  # classification cross entropy (分类交叉熵)
-    optimizer = optim.SGD(net.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum)  # momentum SGD
     net.train()
-    epoch_losses = []
-    for epoch in range(cfg.epochs):
-        running_loss, total_loss, batches = 0.0, 0.0, 0
-        for i, (inputs, labels) in enumerate(trainloader):
-            # inputs and targets must go to the device at every step, as the net did once
-            inputs, labels = inputs.to(device), labels.to(device)
-            optimizer.zero_grad()
-            loss = criterion(net(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            running_loss += loss.item()
-            total_loss += loss.item()
-            batches += 1
-            if i % cfg.log_every == cfg.log_every - 1:  # print every log_every mini-batches
-                log(f"[{epoch + 1}, {i + 1:5d}] loss: {running_loss / cfg.log_every:.3f}")
-                running_loss = 0.0
-        epoch_losses.append(total_loss / max(batches, 1))
-    return epoch_losses
+    running_loss, total_loss, batches = 0.0, 0.0, 0
+    for i, (inputs, labels) in enumerate(trainloader):
+        # inputs and targets must go to the device at every step, as the net did once
+        inputs, labels = inputs.to(device), labels.to(device)  # (B, 3, 32, 32), (B,)
+        optimizer.zero_grad()
+        loss = criterion(net(inputs), labels)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+        total_loss += loss.item()
+        batches += 1
+        if i % log_every == log_every - 1:  # print the mean loss every log_every mini-batches
+            log(f"[{epoch + 1}, {i + 1:5d}] loss: {running_loss / log_every:.3f}")
+            running_loss = 0.0
+    return total_loss / max(batches, 1)
+
+
+def train(net: Net, trainloader: DataLoader, cfg: CIFAR10Config, device: torch.device, log=print) -> list[float]:
+    """cfg.epochs passes of the notes' loop with one optimizer; returns the mean loss per epoch."""
+    optimizer = make_optimizer(net, cfg)
+    return [train_epoch(net, trainloader, optimizer, device, epoch, cfg.log_every, log) for epoch in range(cfg.epochs)]
 
 
 @torch.no_grad()
@@ -243,16 +258,22 @@ def save_prediction_grid(
     return path
 
 
-def run_tutorial(
-    trainset: Dataset, testset: Dataset, cfg: CIFAR10Config, device: torch.device, grid_path: str | Path | None = None
-) -> tuple[Net, float, list[float]]:
-    """The whole recipe: loaders, train, test; returns (net, accuracy, per-class accuracy)."""
-    torch.manual_seed(cfg.seed)
+def tutorial_loaders(trainset: Dataset, testset: Dataset, cfg: CIFAR10Config) -> tuple[DataLoader, DataLoader]:
+    """The notes' loaders: batch 4, training set shuffled (seeded), test set in order."""
     g = torch.Generator().manual_seed(cfg.seed)
     trainloader = DataLoader(
         trainset, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, generator=g
     )
     testloader = DataLoader(testset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+    return trainloader, testloader
+
+
+def run_tutorial(
+    trainset: Dataset, testset: Dataset, cfg: CIFAR10Config, device: torch.device, grid_path: str | Path | None = None
+) -> tuple[Net, float, list[float]]:
+    """The whole recipe: loaders, train, test; returns (net, accuracy, per-class accuracy)."""
+    trainloader, testloader = tutorial_loaders(trainset, testset, cfg)
+    torch.manual_seed(cfg.seed)
     net = Net().to(device)
     train(net, trainloader, cfg, device)
     predicted, labels = predict(net, testloader, device)
