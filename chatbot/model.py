@@ -133,6 +133,23 @@ class LuongAttnDecoderRNN(nn.Module):
         self.out = nn.Linear(hidden_size, output_size)
         self.attn = Attn(attn_model, hidden_size)
 
+    def features(
+        self,
+        input_seq: torch.Tensor,
+        last_hidden: torch.Tensor,
+        encoder_outputs: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Everything but the output layer: -> concat_output (Tt, B, H), hidden (L, B, H), attention (B, Tt, Ts)."""
+        embedded = self.embedding_dropout(self.embedding(input_seq))  # (Tt, B, H)
+        rnn_output, hidden = self.gru(embedded, last_hidden)  # (Tt, B, H), (L, B, H)
+        query = rnn_output.transpose(0, 1)  # (B, Tt, H)
+        keys = encoder_outputs.transpose(0, 1)  # (B, Ts, H)
+        attn_weights = self.attn(query, keys, src_mask)  # (B, Tt, Ts)
+        context = attn_weights @ keys  # (B, Tt, H)
+        concat_output = torch.tanh(self.concat(torch.cat((query, context), dim=2)))  # (B, Tt, H)
+        return concat_output.transpose(0, 1), hidden, attn_weights
+
     def forward(
         self,
         input_seq: torch.Tensor,
@@ -142,15 +159,9 @@ class LuongAttnDecoderRNN(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """input_seq (Tt, B), last_hidden (L, B, H), encoder_outputs (Ts, B, H), src_mask (B, Ts)
         -> logits (Tt, B, V), hidden (L, B, H), attention weights (B, Tt, Ts)."""
-        embedded = self.embedding_dropout(self.embedding(input_seq))  # (Tt, B, H)
-        rnn_output, hidden = self.gru(embedded, last_hidden)  # (Tt, B, H), (L, B, H)
-        query = rnn_output.transpose(0, 1)  # (B, Tt, H)
-        keys = encoder_outputs.transpose(0, 1)  # (B, Ts, H)
-        attn_weights = self.attn(query, keys, src_mask)  # (B, Tt, Ts)
-        context = attn_weights @ keys  # (B, Tt, H)
-        concat_output = torch.tanh(self.concat(torch.cat((query, context), dim=2)))  # (B, Tt, H)
+        concat_output, hidden, attn_weights = self.features(input_seq, last_hidden, encoder_outputs, src_mask)
         # fix: logits, not softmax probabilities; callers use log_softmax / cross_entropy.
-        logits = self.out(concat_output).transpose(0, 1)  # (Tt, B, V)
+        logits = self.out(concat_output)  # (Tt, B, V)
         return logits, hidden, attn_weights
 
 
@@ -189,10 +200,32 @@ class Seq2Seq(nn.Module):
         return encoder_outputs, decoder_hidden, src_mask
 
     def forward(
-        self, input_seq: torch.Tensor, input_lengths: torch.Tensor, decoder_input: torch.Tensor
+        self,
+        input_seq: torch.Tensor,
+        input_lengths: torch.Tensor,
+        decoder_input: torch.Tensor,
+        target_mask: torch.Tensor | None = None,
+        teacher_forcing: bool = True,
     ) -> torch.Tensor:
-        """Teacher-forced fast path: input_seq (Ts, B), decoder_input (Tt, B) = SOS + target[:-1]
-        -> logits (Tt, B, V)."""
-        encoder_outputs, decoder_hidden, src_mask = self.encode(input_seq, input_lengths)
-        logits, _, _ = self.decoder(decoder_input, decoder_hidden, encoder_outputs, src_mask)
-        return logits
+        """input_seq (Ts, B), decoder_input (Tt, B) = SOS + target[:-1] -> logits (Tt, B, V),
+        or (N, V) for the N positions where target_mask (Tt, B) is True.
+
+        With teacher forcing (the fast path) the decoder runs over the whole target in one call.
+        Without it, the decoder runs step by step on its own greedy output, as the tutorial's
+        non-teacher-forced branch does; only decoder_input[0] (SOS) is read then.
+        """
+        encoder_outputs, hidden, src_mask = self.encode(input_seq, input_lengths)
+        if teacher_forcing:
+            features, _, _ = self.decoder.features(decoder_input, hidden, encoder_outputs, src_mask)  # (Tt, B, H)
+            if target_mask is not None:
+                # Skip the output layer (the biggest matmul) on padded target positions.
+                features = features[target_mask]  # (N, H)
+            return self.decoder.out(features)
+        steps = []
+        step_input = decoder_input[:1]  # (1, B)
+        for _ in range(decoder_input.size(0)):
+            step_logits, hidden, _ = self.decoder(step_input, hidden, encoder_outputs, src_mask)  # (1, B, V)
+            steps.append(step_logits)
+            step_input = step_logits.argmax(dim=-1).detach()  # (1, B)
+        logits = torch.cat(steps)  # (Tt, B, V)
+        return logits if target_mask is None else logits[target_mask]

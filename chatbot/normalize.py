@@ -4,7 +4,8 @@
   everything but letters and `.!?` removed). English only: digits, apostrophes and every non-Latin
   script are deleted ("Aren't you?" -> "aren t you ?", "你好" -> "").
 - "unicode": NFKC, lowercase where the script has case, keeps letters of every script, digits,
-  apostrophes inside words, marks, symbols and emoji; each punctuation mark becomes its own token;
+  apostrophes inside words, marks, symbols and emoji; each punctuation mark becomes its own token
+  (except . , : inside a number such as 25.99, 1,000 or 10:30);
   CJK text is kept as written (unsegmented; use the SentencePiece tokenizer for it).
 
 Both modes are idempotent: normalizing normalized text changes nothing.
@@ -43,8 +44,8 @@ def normalizeString(s: str) -> str:
 
 # Curly quotes, backtick, acute accent and prime all mean an apostrophe in dialogue text.
 _APOSTROPHES = str.maketrans({c: "'" for c in "\u2018\u2019\u201b\u0060\u00b4\u2032\uff07"})
-# ASCII text (the common case) takes a fast path with the same result: one translate spaces out each
-# punctuation mark and blanks control characters; the regex below runs only if ASCII symbols ($+<=>^|~) occur.
+# ASCII text without symbols ($+<=>^|~), the common case, takes a fast path with the same result: one
+# translate spaces out each punctuation mark and blanks control characters.
 _ASCII_FAST = str.maketrans(
     {
         c: "'" if c == "`" else " " if unicodedata.category(c) == "Cc" else f" {c} "
@@ -57,36 +58,42 @@ _ASCII_FAST = str.maketrans(
 _ASCII_SYMBOLS = frozenset(c for c in map(chr, range(128)) if unicodedata.category(c)[0] == "S" and c != "`")
 _NON_WORD_RUN = re.compile(r"[^\w\s']+")
 _LONE_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
+_NUMBER_PUNCT = re.compile(r"(?<=\d) ([.,:]) (?=\d)")  # "25 . 99" as spaced out from "25.99": rejoin
 _ZWJ = "\u200d"  # zero-width joiner: glues emoji sequences such as a family emoji together
 
 
 def _space_out(match: re.Match[str]) -> str:
     """Make each punctuation mark its own token, keep symbol runs (emoji) whole, drop control characters."""
     out: list[str] = []
+    in_symbols = False  # inside a run of symbols (with their joiners and variation selectors)
     for c in match.group():
-        cat = unicodedata.category(c)
-        if cat[0] == "M" or c == _ZWJ:  # combining marks and joiners stay attached to what precedes them
+        cat = unicodedata.category(c)[0]
+        if cat == "M" or c == _ZWJ:  # combining marks and joiners stay attached to what precedes them
             out.append(c)
-        elif cat[0] == "C" or cat[0] == "Z":  # controls, format characters, unassigned, odd separators
+        elif cat in "CZ":  # controls, format characters, unassigned, odd separators
             out.append(" ")
-        elif cat[0] == "P":
+            in_symbols = False
+        elif cat == "P":
             out.append(f" {c} ")
-        else:  # symbols: emoji, currency, maths; a run of them (with joiners) stays one token
-            out.append(c if out and not out[-1].endswith(" ") else f" {c}")
-    return "".join(out) + " "
+            in_symbols = False
+        else:  # symbols: emoji, currency, maths; a run of them stays one token
+            out.append(c if in_symbols else f" {c}")
+            in_symbols = True
+    return "".join(out) + (" " if in_symbols else "")
 
 
 def normalize_unicode(s: str) -> str:
-    """NFKC, lowercase, punctuation split off; keeps every script, digits, apostrophes inside words, emoji."""
-    if s.isascii():  # NFKC and the Unicode classes below change nothing else in ASCII text
-        s = s.lower().translate(_ASCII_FAST)
-        if not _ASCII_SYMBOLS.isdisjoint(s):
-            s = _NON_WORD_RUN.sub(_space_out, s)
+    """NFKC, lowercase, punctuation split off (not inside numbers); keeps every script, digits, apostrophes, emoji."""
+    if s.isascii():
+        s = s.lower()
     else:
-        s = unicodedata.normalize("NFKC", s).lower()
         # lower() can leave text that NFKC would change again (e.g. U+0130 -> "i" + combining dot); redo it.
-        s = unicodedata.normalize("NFKC", s).translate(_APOSTROPHES)
-        s = _NON_WORD_RUN.sub(_space_out, s)
+        s = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", s).lower())
+    if s.isascii() and _ASCII_SYMBOLS.isdisjoint(s):  # the fast path: same result as the regex below
+        s = s.translate(_ASCII_FAST)
+    else:
+        s = _NON_WORD_RUN.sub(_space_out, s.translate(_APOSTROPHES))
+    s = _NUMBER_PUNCT.sub(r"\1", s)  # keep 25.99, 1,000 and 10:30 whole (single spaces: they were adjacent)
     if "'" in s:
         s = _LONE_APOSTROPHE.sub(" ", s)
     return " ".join(s.split())  # str.split() and re's \s agree on what whitespace is

@@ -42,19 +42,23 @@ class SentencePieceTokenizer:
         cls,
         sentences: Iterable[str],
         vocab_size: int = 8000,
-        model_type: str = "unigram",
+        model_type: str = "bpe",
         character_coverage: float = 0.9995,
         num_threads: int = 2,
         seed_sentences: int = 1_000_000,
     ) -> SentencePieceTokenizer:
-        """Train on normalized sentences; `vocab_size` is an upper bound when the text is too small for it."""
+        """Train on normalized sentences; `vocab_size` is raised to SentencePiece's floor for a tiny corpus."""
         if model_type not in MODEL_TYPES:
             raise ValueError(f"unknown SentencePiece model type {model_type!r} (choose from {', '.join(MODEL_TYPES)})")
+        sentences = [s for s in sentences if s]
+        # SentencePiece refuses a vocabulary smaller than its byte pieces + specials + the characters it
+        # must keep; raise the size to that floor for a tiny corpus instead of failing.
+        floor = 256 + 4 + 1 + len(set("".join(sentences)))
         model = io.BytesIO()
         spm.SentencePieceTrainer.train(
-            sentence_iterator=(s for s in sentences if s),
+            sentence_iterator=iter(sentences),
             model_writer=model,
-            vocab_size=vocab_size,
+            vocab_size=max(vocab_size, floor),
             model_type=model_type,
             character_coverage=character_coverage,
             pad_id=PAD_token,

@@ -52,6 +52,8 @@ def test_tutorial_mode_examples(text: str, expected: str) -> None:
         ("I ❤️ you😀", "i ❤️ you 😀"),
         ("Привет, МИР", "привет , мир"),
         ("a\x00b\tc", "a b c"),
+        ("It's $25.99 at 10:30, or 1,000 yen.", "it's $ 25.99 at 10:30 , or 1,000 yen ."),
+        ("1 . 2", "1 . 2"),
     ],
 )
 def test_unicode_mode_examples(text: str, expected: str) -> None:

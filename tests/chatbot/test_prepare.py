@@ -1,0 +1,243 @@
+"""`chatbot prepare` and `load_prepared`: the dataset folder, its statistics, and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from chatbot.cli import main
+from chatbot.errors import ChatbotError
+from chatbot.normalize import normalize_string
+from chatbot.prepare import PrepareConfig, load_prepared, prepare
+from chatbot.subword import SentencePieceTokenizer
+from chatbot.vocab import Voc
+
+SAMPLE = Path(__file__).resolve().parents[2] / "corpus" / "sample"
+TUTORIAL_KEYS = ("pairs_read", "pairs_filtered", "words_counted", "keep_words", "pairs_trimmed")
+
+
+def run_cli(*argv: str) -> int:
+    return main(["prepare", *map(str, argv)])
+
+
+def test_word_dataset_from_the_embedded_sample(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ds"
+    assert run_cli(SAMPLE, "--out", out) == 0
+    printed = capsys.readouterr().out
+    data = load_prepared(out)
+    stats = json.loads((out / "stats.json").read_text("utf-8"))
+    assert data.stats == stats and data.normalize == "tutorial" and data.max_length == 10
+    assert isinstance(data.tokenizer, Voc) and (out / "voc.json").is_file()
+    # The tutorial's lines are printed with the numbers stats.json records.
+    assert f"Read {stats['pairs_read']} sentence pairs" in printed
+    assert f"Counted words: {stats['words_counted']}" in printed
+    assert f"Trimmed from {stats['pairs_filtered']} pairs to {stats['pairs_trimmed']}" in printed
+    assert stats["pairs_read"] >= stats["pairs_filtered"] >= stats["pairs_trimmed"] > 0
+    assert stats["words_counted"] == stats["words_before_trim"] + 3
+    assert [stats[s] for s in ("train", "valid", "test")] == [len(data.train), len(data.valid), len(data.test)]
+    assert data.valid and data.test
+    # Every pair is normalized and short; training pairs use only vocabulary words (the tutorial's trim).
+    for q, r in data.train + data.valid + data.test:
+        for s in (q, r):
+            assert s and normalize_string(s) == s and len(s.split()) < 10
+    assert all(data.tokenizer.unk_id not in data.tokenizer.encode(s) for p in data.train for s in p)
+    assert all(c >= 3 for c in data.tokenizer.word2count.values())
+
+
+def test_sentencepiece_dataset_round_trips_and_counts_pieces(tmp_path: Path) -> None:
+    out = tmp_path / "sp"
+    assert (
+        run_cli(SAMPLE, "--out", out, "--tokenizer", "sentencepiece", "--vocab-size", "600", "--max-length", "12") == 0
+    )
+    data = load_prepared(out)
+    assert isinstance(data.tokenizer, SentencePieceTokenizer) and (out / "spm.model").is_file()
+    assert data.stats["tokenizer"] == "sentencepiece" and data.max_length == 12
+    for q, r in data.train + data.valid + data.test:
+        for s in (q, r):
+            ids = data.tokenizer.encode(s)
+            assert len(ids) < 12 and data.tokenizer.unk_id not in ids
+            assert data.tokenizer.decode(ids) == s
+
+
+def test_unicode_pairs_sample_keeps_every_script(tmp_path: Path) -> None:
+    out = tmp_path / "multi"
+    code = run_cli(
+        SAMPLE / "pairs_multilingual.tsv",
+        *("--out", out, "--normalize", "unicode", "--tokenizer", "sentencepiece", "--max-length", "40"),
+    )
+    assert code == 0
+    data = load_prepared(out)
+    text = "\n".join(s for p in data.train + data.valid + data.test for s in p)
+    for piece in ("你好", "ça va", "привет", "❤️", "25.99"):
+        assert piece in text
+    for s in text.split("\n"):
+        assert data.tokenizer.decode(data.tokenizer.encode(s)) == s
+
+
+def test_split_is_deterministic_and_seeded(tmp_path: Path) -> None:
+    a = prepare(SAMPLE, tmp_path / "a", PrepareConfig(seed=1))
+    prepare(SAMPLE, tmp_path / "b", PrepareConfig(seed=1))
+    c = prepare(SAMPLE, tmp_path / "c", PrepareConfig(seed=2))
+    assert (tmp_path / "a" / "test.tsv").read_bytes() == (tmp_path / "b" / "test.tsv").read_bytes()
+    assert (tmp_path / "a" / "test.tsv").read_bytes() != (tmp_path / "c" / "test.tsv").read_bytes()
+    assert all(a[k] == c[k] for k in TUTORIAL_KEYS)  # the tutorial's numbers do not depend on the split
+
+
+def test_dedupe_drops_repeated_pairs(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.tsv"
+    path.write_text("Hi!\tHello.\nhi\tHello!\nHow are you?\tFine.\n" * 5, encoding="utf-8")
+    stats = prepare(path, tmp_path / "d", PrepareConfig(dedupe=True, min_count=1, valid_fraction=0, test_fraction=0))
+    assert stats["duplicates_removed"] == 12 and stats["train"] == 3
+
+
+def test_force_replaces_and_refuses_without_it(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ds"
+    assert run_cli(SAMPLE, "--out", out) == 0
+    assert run_cli(SAMPLE, "--out", out) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert run_cli(SAMPLE, "--out", out, "--force", "--tokenizer", "sentencepiece", "--vocab-size", "500") == 0
+    assert (out / "spm.model").is_file() and not (out / "voc.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no temp or old folders left behind
+
+
+def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """Each bad input -> (extra argv, a phrase the one-line error must contain)."""
+    (tmp / "emptydir").mkdir()
+    (tmp / "binary.tsv").write_bytes(bytes(range(256)) * 4)
+    (tmp / "empty.tsv").write_bytes(b"")
+    (tmp / "zh.tsv").write_text("你好\t你好！\n谢谢\t不客气\n", encoding="utf-8")  # tutorial mode deletes it all
+    (tmp / "long.tsv").write_text("one two three four five\tsix seven eight nine ten\n", encoding="utf-8")
+    (tmp / "notgz.tsv.gz").write_bytes(b"plain text, not gzip\n")
+    (tmp / "corpus.zip").write_bytes(b"PK\x03\x04")
+    return {
+        "missing path": ([str(tmp / "missing")], "does not exist"),
+        "a directory": ([str(tmp / "emptydir")], "folder without a corpus"),
+        "wrong format": ([str(tmp / "binary.tsv")], "not utf-8"),
+        "wrong format flag": ([str(SAMPLE / "pairs_multilingual.tsv"), "--format", "cornell"], "not a Cornell file"),
+        "a zip": ([str(tmp / "corpus.zip")], "unpack it first"),
+        "bad gzip": ([str(tmp / "notgz.tsv.gz")], "cannot read"),
+        "empty corpus": ([str(tmp / "empty.tsv")], "no pairs"),
+        "all empty after normalizing": ([str(tmp / "zh.tsv")], "filtered out"),
+        "all too long": ([str(tmp / "long.tsv"), "--max-length", "3"], "filtered out"),
+    }
+
+
+BAD_CASES = [
+    "missing path",
+    "a directory",
+    "wrong format",
+    "wrong format flag",
+    "a zip",
+    "bad gzip",
+    "empty corpus",
+    "all empty after normalizing",
+    "all too long",
+]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_gives_one_line_and_no_output(case: str, tmp_path: Path, capsys) -> None:
+    argv, phrase = bad_inputs(tmp_path)[case]
+    out = tmp_path / "out" / "ds"
+    assert run_cli(*argv, "--out", out) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("chatbot prepare: error:") and phrase in err, err
+    assert not out.exists()
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_out_under_a_file_is_one_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("x")
+    assert run_cli(SAMPLE, "--out", tmp_path / "file" / "ds") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the dataset folder" in err
+
+
+def test_load_prepared_errors(tmp_path: Path) -> None:
+    with pytest.raises(ChatbotError, match="not a prepared dataset folder"):
+        load_prepared(tmp_path / "missing")
+    prepare(SAMPLE, tmp_path / "ds", PrepareConfig())
+    (tmp_path / "ds" / "valid.tsv").write_text("no tab\n", encoding="utf-8")
+    with pytest.raises(ChatbotError, match=r"valid.tsv:1: expected query<TAB>response"):
+        load_prepared(tmp_path / "ds")
+    (tmp_path / "ds" / "voc.json").unlink()
+    with pytest.raises(ChatbotError, match="no tokenizer"):
+        load_prepared(tmp_path / "ds")
+    (tmp_path / "ds" / "stats.json").unlink()
+    with pytest.raises(ChatbotError, match="missing stats.json"):
+        load_prepared(tmp_path / "ds")
+
+
+def test_help_lists_every_flag(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        run_cli("--help")
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for flag in (
+        "--out",
+        "--format",
+        "--normalize",
+        "--tokenizer",
+        "--max-length",
+        "--min-count",
+        "--vocab-size",
+        "--dedupe",
+        "--seed",
+    ):
+        assert flag in text
+
+
+@pytest.mark.slow
+def test_chinese_xiaohuangji_unicode_sentencepiece(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "zh"
+    argv = ["--out", out, "--normalize", "unicode", "--tokenizer", "sentencepiece"]
+    assert run_cli(shared_data / "zh" / "xiaohuangji_80k.tsv", *argv) == 0
+    data = load_prepared(out)
+    tok = data.tokenizer
+    assert len(data.train) > 40_000 and len(data.test) > 1_000
+    lines = [
+        normalize_string(s, "unicode")
+        for line in (shared_data / "zh" / "xiaohuangji_80k.tsv").read_text("utf-8").splitlines()
+        for s in line.split("\t")
+    ]
+    for s in random.Random(0).sample(lines, 1000):
+        assert tok.decode(tok.encode(s)) == s
+    ids = [i for p in data.test for s in p for i in tok.encode(s)]
+    assert sum(i == tok.unk_id for i in ids) / len(ids) < 0.005
+    # Byte fallback hides unknown characters from the UNK count, so count byte pieces too: still rare.
+    assert sum(tok.sp.is_byte(i) for i in ids) / len(ids) < 0.005
+
+
+@pytest.mark.slow
+def test_pairs_all_movies_with_8000_pieces(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cornell"
+    path = shared_data / "cornell" / "pairs_all_movies.tsv"
+    assert run_cli(path, "--out", out, "--tokenizer", "sentencepiece", "--vocab-size", "8000") == 0
+    data = load_prepared(out)
+    assert data.stats["pairs_read"] == 145_685 - 171  # the 171 rows with an empty side are dropped
+    assert len(data.tokenizer) == 8000
+    assert data.stats["unk_rate_test"] == 0.0
+    gz = tmp_path / "pairs.tsv.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    stats = prepare(gz, tmp_path / "gz", PrepareConfig())
+    assert stats["pairs_read"] == data.stats["pairs_read"] and stats["pairs_trimmed"] == data.stats["pairs_trimmed"]
+
+
+def test_script_form_runs_from_a_checkout(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "prepare.py"
+    done = subprocess.run(
+        [sys.executable, script, SAMPLE, "--out", tmp_path / "ds"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert load_prepared(tmp_path / "ds").train
+    done = subprocess.run(
+        [sys.executable, script, tmp_path / "missing", "--out", tmp_path / "x"], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "does not exist" in done.stderr
