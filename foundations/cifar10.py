@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 
 CLASSES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 WHERE_TO_GET = (
-    "CIFAR-10 not found at {path}: rerun with --download to fetch it with torchvision (about 170 MB), "
-    "or pass --data FILE.npz with arrays x_train (N,32,32,3) uint8, y_train, x_test, y_test"
+    "CIFAR-10 not found at {path}: use --data DIR --download to fetch it with torchvision (about 170 MB) into DIR, "
+    "or --data FILE.npz with arrays x_train (N,32,32,3) uint8, y_train, x_test, y_test"
 )
 
 
