@@ -1,6 +1,7 @@
 """The training loop: it learns, it resumes exactly after SIGKILL, it stops cleanly, it scales with DDP."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -219,3 +220,26 @@ def test_two_process_gloo_ddp_equals_one_process_on_the_combined_batch(tmp_path)
     diffs = torch.cat([(a["model"][n] - t).abs().flatten() for n, t in b["model"].items()])
     assert (diffs <= 1e-6).float().mean() > 0.999  # all but a handful of the elements agree to 1e-6
     assert records(tmp_path / "ddp", "val_loss") == pytest.approx(records(tmp_path / "one", "val_loss"), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_trains_on_the_real_cornell_pairs_and_the_result_loads(tmp_path, shared_data):
+    from chatbot.prepare import PrepareConfig, prepare
+
+    prepare(shared_data / "cornell" / "pairs_all_movies.tsv", tmp_path / "data", PrepareConfig())
+    args = [str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--hidden-size", "32", "--batch-size", "128"]
+    args += ["--max-steps", "40", "--eval-every", "20", "--log-every", "10", "--learning-rate", "3e-3", "--no-progress"]
+    assert cli_main(["train", *args]) == 0
+    val = records(tmp_path / "run", "val_loss")
+    assert sorted(val) == [20, 40] and val[40] < val[20] < 7.0  # learning: chance level is ln(5,535) = 8.6
+    model, tokenizer, state = load_model(tmp_path / "run" / "best.pt")
+    assert state["normalize"] == "tutorial" and state["max_length"] == 10 and len(tokenizer) > 5000
+
+
+@pytest.mark.gpu
+def test_bf16_training_on_cuda_saves_a_checkpoint_that_loads_on_cpu(tmp_path, cuda):
+    config = TrainConfig(batch_size=16, max_steps=20, eval_every=10, save_every=10, learning_rate=3e-3)
+    result = train(tiny_dataset(), tmp_path, ModelConfig(hidden_size=32), config, device=cuda, progress=False)
+    assert math.isfinite(result.val_loss) and result.val_loss < records(tmp_path, "val_loss")[10] + 1e-6
+    model, _, _ = load_model(tmp_path / "last.pt", device="cpu")
+    assert all(p.device.type == "cpu" for p in model.parameters())

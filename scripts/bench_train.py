@@ -1,0 +1,253 @@
+"""Training speed, side by side on the same data and model size: the tutorial's loop vs this project.
+
+(a) a faithful tutorial-style loop: batch 64 drawn with random.choice and sorted by length, the decoder
+    called once per time step, softmax then log in the loss, `.item()` every time step, two Adam
+    optimizers (both holding the shared embedding);
+(b) this project's `train_step` at batch 64 (fast path, masked cross-entropy on logits, fused Adam);
+(c) this project at its best settings (bigger batch and learning rate; bf16 autocast on CUDA).
+
+Prints target tokens/s for each and the ratio to (a), then time-to-quality: (a) trains for N iterations
+(the tutorial's 4,000 by default) and reaches some validation loss; (c) trains from the same initial
+weights until it reaches that loss; the figure is (c)'s training time over (a)'s. Validation time is
+left out of both clocks.
+
+    python scripts/bench_train.py DATA_DIR [--iterations 4000] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import sys
+import time
+from datetime import date
+
+import torch
+import torch.nn.functional as F
+
+from chatbot.batching import encode_pairs, epoch_order, iterate_batches, make_batch
+from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.prepare import load_prepared
+from chatbot.tokenizer import SOS_token
+from chatbot.train import TrainConfig, evaluate, make_optimizer, train_step
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def tutorial_maskNLLLoss(inp: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The tutorial's loss: inp (B, V) softmax probabilities -> mean -log p over the unmasked rows."""
+    nTotal = mask.sum()
+    crossEntropy = -torch.log(torch.gather(inp, 1, target.view(-1, 1)).squeeze(1))
+    loss = crossEntropy.masked_select(mask).mean()
+    return loss, nTotal.item()
+
+
+def tutorial_train(batch, model: Seq2Seq, encoder_optimizer, decoder_optimizer, clip: float) -> float:
+    """The tutorial's `train()` for one batch (teacher_forcing_ratio 1.0, as its default)."""
+    encoder_optimizer.zero_grad()
+    decoder_optimizer.zero_grad()
+    encoder_outputs, decoder_hidden, src_mask = model.encode(batch.input_seq, batch.lengths)
+    decoder_input = torch.full((1, batch.target.size(1)), SOS_token, dtype=torch.long, device=batch.target.device)
+    loss, print_losses, n_totals = 0, [], 0
+    for t in range(batch.target.size(0)):
+        logits, decoder_hidden, _ = model.decoder(decoder_input, decoder_hidden, encoder_outputs, src_mask)
+        decoder_output = F.softmax(logits[0], dim=1)  # the tutorial's decoder returns probabilities
+        decoder_input = batch.target[t].view(1, -1)  # teacher forcing
+        mask_loss, nTotal = tutorial_maskNLLLoss(decoder_output, batch.target[t], batch.mask[t])
+        loss += mask_loss
+        print_losses.append(mask_loss.item() * nTotal)
+        n_totals += nTotal
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.encoder.parameters(), clip)
+    torch.nn.utils.clip_grad_norm_(model.decoder.parameters(), clip)
+    encoder_optimizer.step()
+    decoder_optimizer.step()
+    return sum(print_losses) / n_totals
+
+
+def run_tutorial(model, examples, iterations, device, seed) -> tuple[float, int]:
+    """(a): `iterations` tutorial iterations -> (training seconds, target tokens)."""
+    lr, ratio = 1e-4, 5.0
+    encoder_optimizer = torch.optim.Adam(model.encoder.parameters(), lr=lr)
+    decoder_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=lr * ratio)
+    rng = random.Random(seed)
+    model.train()
+    tokens, seconds = 0, 0.0
+    for _ in range(iterations):
+        # the tutorial: random.choice with replacement, then sorted by input length (batch2TrainData)
+        chosen = sorted((rng.choice(examples) for _ in range(64)), key=lambda e: len(e[0]), reverse=True)
+        batch = make_batch(chosen).to(device)
+        sync(device)
+        start = time.perf_counter()
+        tutorial_train(batch, model, encoder_optimizer, decoder_optimizer, 50.0)
+        seconds += time.perf_counter() - start  # .item() synchronised already
+        tokens += batch.n_tokens
+    return seconds, tokens
+
+
+def project_steps(model, optimizer, examples, config: TrainConfig, device, autocast, seed):
+    """Endless (batch, closure) pairs of this project's training steps, over shuffled epochs."""
+    epoch = 0
+    while True:
+        for batch in iterate_batches(examples, epoch_order(len(examples), epoch, seed), config.batch_size):
+            batch = batch.to(device)
+            yield batch, lambda b=batch: train_step(model, b, optimizer, config.clip, True, float(b.n_tokens), autocast)
+        epoch += 1
+
+
+def run_project(model, examples, config, steps, device, autocast, seed) -> tuple[float, int]:
+    """(b)/(c) throughput: `steps` steps -> (training seconds, target tokens); one warm-up step first."""
+    optimizer = make_optimizer(model, config, device)
+    model.train()
+    stream = project_steps(model, optimizer, examples, config, device, autocast, seed)
+    _, step = next(stream)
+    step()
+    sync(device)
+    tokens, start = 0, time.perf_counter()
+    for _ in range(steps):
+        batch, step = next(stream)
+        step()
+        tokens += batch.n_tokens
+    sync(device)
+    return time.perf_counter() - start, tokens
+
+
+def time_to_quality(model, examples, valid, config, target_loss, max_seconds, eval_every, device, autocast, seed):
+    """Train until the validation loss is <= target_loss -> (training seconds, steps, loss) or None."""
+    optimizer = make_optimizer(model, config, device)
+    model.train()
+    seconds, steps, loss = 0.0, 0, float("inf")
+    stream = project_steps(model, optimizer, examples, config, device, autocast, seed)
+    while seconds < max_seconds:
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(eval_every):
+            next(stream)[1]()
+        sync(device)
+        seconds += time.perf_counter() - start
+        steps += eval_every
+        loss, _ = evaluate(model, valid, 256, device, autocast)
+        print(f"  (c) step {steps}: {seconds:.1f} s, validation loss {loss:.4f} (target {target_loss:.4f})", flush=True)
+        if loss <= target_loss:
+            return seconds, steps, loss
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data_dir", help="prepared dataset folder (e.g. the Cornell pairs, `chatbot prepare`)")
+    parser.add_argument("--iterations", type=int, default=4000, help="(a)'s iterations for time-to-quality")
+    parser.add_argument("--throughput-steps", type=int, default=50, help="steps timed for (b) and (c) tokens/s")
+    parser.add_argument("--hidden-size", type=int, default=500, help="model size (the tutorial's: 500)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--num-threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    parser.add_argument("--best-batch-size", type=int, default=0, help="(c)'s batch (0: 1024 on CUDA, 128 on CPU)")
+    parser.add_argument("--best-learning-rate", type=float, default=0.0, help="(c)'s lr (0: 5e-4 CUDA, 2e-4 CPU)")
+    parser.add_argument("--eval-pairs", type=int, default=1000, help="validation pairs used for the losses")
+    parser.add_argument("--eval-every", type=int, default=0, help="(c) validates every this many steps (0: auto)")
+    parser.add_argument("--max-ratio", type=float, default=2.0, help="give (c) up after this times (a)'s time")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (initial weights, data order)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.set_float32_matmul_precision("high")
+    data = load_prepared(args.data_dir)
+    examples = encode_pairs(data.train, data.tokenizer)
+    valid = encode_pairs(data.valid[: args.eval_pairs], data.tokenizer)
+    config = ModelConfig(vocab_size=len(data.tokenizer), hidden_size=args.hidden_size)
+    fp32 = torch.autocast(device.type, enabled=False)
+    best_autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
+    best = TrainConfig(
+        batch_size=args.best_batch_size or (1024 if cuda else 128),
+        learning_rate=args.best_learning_rate or (5e-4 if cuda else 2e-4),
+    )
+
+    def fresh_model() -> Seq2Seq:
+        torch.manual_seed(args.seed)  # the same initial weights for every contender
+        return Seq2Seq(config).to(device)
+
+    hardware = (
+        torch.cuda.get_device_name(device)
+        if cuda
+        else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{hardware}; torch {torch.__version__}; {len(examples)} training pairs; vocabulary {len(data.tokenizer)}; "
+        f"hidden {args.hidden_size}; {date.today()}",
+        flush=True,
+    )
+
+    model_a = fresh_model()
+    seconds_a, tokens_a = run_tutorial(model_a, examples, args.iterations, device, args.seed)
+    loss_a, _ = evaluate(model_a, valid, 256, device, fp32)
+    tps_a = tokens_a / seconds_a
+    print(
+        f"(a) tutorial loop, batch 64: {tps_a:,.0f} tokens/s; {args.iterations} iterations in {seconds_a:.1f} s "
+        f"-> validation loss {loss_a:.4f}",
+        flush=True,
+    )
+
+    steps = args.throughput_steps
+    seconds_b, tokens_b = run_project(fresh_model(), examples, TrainConfig(), steps, device, fp32, args.seed)
+    tps_b = tokens_b / seconds_b
+    print(f"(b) this project, batch 64: {tps_b:,.0f} tokens/s ({tps_b / tps_a:.2f}x (a))", flush=True)
+    seconds_c, tokens_c = run_project(fresh_model(), examples, best, steps, device, best_autocast, args.seed)
+    tps_c = tokens_c / seconds_c
+    amp = ", bf16 autocast" if cuda else ""
+    print(
+        f"(c) this project, batch {best.batch_size}, lr {best.learning_rate:g}{amp}: {tps_c:,.0f} tokens/s "
+        f"({tps_c / tps_a:.2f}x (a))",
+        flush=True,
+    )
+
+    eval_every = args.eval_every or max(1, round(args.iterations * 64 / best.batch_size / 10))
+    reached = time_to_quality(
+        fresh_model(),
+        examples,
+        valid,
+        best,
+        loss_a,
+        args.max_ratio * seconds_a,
+        eval_every,
+        device,
+        best_autocast,
+        args.seed,
+    )
+    if reached:
+        seconds_q, steps_q, loss_q = reached
+        print(
+            f"time-to-quality: (c) reached {loss_q:.4f} <= {loss_a:.4f} after {steps_q} steps in {seconds_q:.1f} s "
+            f"= {seconds_q / seconds_a:.3f} of (a)'s {seconds_a:.1f} s ({seconds_a / seconds_q:.1f}x faster)"
+        )
+    else:
+        print(f"time-to-quality: (c) did not reach {loss_a:.4f} within {args.max_ratio}x (a)'s time")
+    if args.json:
+        result = {
+            "hardware": hardware,
+            "torch": torch.__version__,
+            "date": str(date.today()),
+            "iterations": args.iterations,
+            "hidden_size": args.hidden_size,
+            "tokens_per_s": {"a": tps_a, "b": tps_b, "c": tps_c},
+            "best": {"batch_size": best.batch_size, "learning_rate": best.learning_rate, "bf16": cuda},
+            "loss_a": loss_a,
+            "seconds_a": seconds_a,
+            "time_to_quality": reached and reached[0] / seconds_a,
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
