@@ -337,13 +337,76 @@ class DecoderStep(torch.nn.Module):
         return logits.unsqueeze(0), torch.stack(hidden), attn_weights
 
 
-class InferenceSeq2Seq:
-    """A `Seq2Seq` for decoding: its own `encode`, and a `DecoderStep` as `decoder`."""
+class QueryEncoder(torch.nn.Module):
+    """`Seq2Seq.encode` for one unpadded query (batch 1), with its matrices stored transposed.
+
+    The same bidirectional GRU math as `EncoderRNN` (no padding, so no packing needed): the input
+    projections of all time steps are one matrix product per direction, and each recurrent step runs
+    both directions in one batched product on transposed weights (the faster path, as in `DecoderStep`).
+    """
 
     def __init__(self, model):
-        self.encode = model.encode
+        super().__init__()
+        gru = model.encoder.gru
+        self.embedding = model.embedding
+        self.n_layers = gru.num_layers
+        self.decoder_n_layers = model.config.decoder_n_layers
+        for layer in range(self.n_layers):
+            names = [f"l{layer}", f"l{layer}_reverse"]  # forward, backward direction
+            for i, name in enumerate(names):
+                self.register_buffer(f"w_ih_{layer}_{i}", getattr(gru, f"weight_ih_{name}").detach().T.contiguous())
+                self.register_buffer(f"b_ih_{layer}_{i}", getattr(gru, f"bias_ih_{name}").detach().clone())
+            w_hh = torch.stack([getattr(gru, f"weight_hh_{n}").detach().T for n in names])  # (2, H, 3H)
+            b_hh = torch.stack([getattr(gru, f"bias_hh_{n}").detach() for n in names]).unsqueeze(1)  # (2, 1, 3H)
+            self.register_buffer(f"w_hh_{layer}", w_hh.contiguous())
+            self.register_buffer(f"b_hh_{layer}", b_hh.contiguous())
+
+    def forward(self, input_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """input_seq (Ts, 1) -> encoder_outputs (Ts, 1, H), decoder_hidden (L_dec, 1, H), src_mask (1, Ts)."""
+        x = self.embedding(input_seq[:, 0])  # (Ts, H)
+        Ts = x.size(0)
+        finals = []
+        for layer in range(self.n_layers):
+            gates_f = torch.addmm(getattr(self, f"b_ih_{layer}_0"), x, getattr(self, f"w_ih_{layer}_0"))  # (Ts, 3H)
+            gates_b = torch.addmm(getattr(self, f"b_ih_{layer}_1"), x, getattr(self, f"w_ih_{layer}_1"))
+            gates_x = torch.stack((gates_f, gates_b.flip(0)), dim=1).unsqueeze(
+                2
+            )  # (Ts, 2, 1, 3H); backward reads t reversed
+            w_hh, b_hh = getattr(self, f"w_hh_{layer}"), getattr(self, f"b_hh_{layer}")
+            h = x.new_zeros(2, 1, w_hh.size(1))  # (2, 1, H): both directions start from zeros
+            steps = []
+            for t in range(Ts):
+                gates_h = torch.baddbmm(b_hh, h, w_hh)  # (2, 1, 3H)
+                x_r, x_z, x_n = gates_x[t].chunk(3, dim=2)
+                h_r, h_z, h_n = gates_h.chunk(3, dim=2)
+                r = torch.sigmoid(x_r + h_r)
+                z = torch.sigmoid(x_z + h_z)
+                n = torch.tanh(x_n + r * h_n)
+                h = n + z * (h - n)
+                steps.append(h)
+            out = torch.stack(steps)  # (Ts, 2, 1, H)
+            forward, backward = out[:, 0, 0], out[:, 1, 0].flip(0)  # (Ts, H) each, in source order
+            x = torch.cat((forward, backward), dim=1)  # (Ts, 2H): the next layer's input
+            finals.append(h.sum(dim=0))  # (1, H): the two directions' final states summed, as Seq2Seq.encode
+        encoder_outputs = (forward + backward).unsqueeze(1)  # (Ts, 1, H)
+        decoder_hidden = torch.stack(finals[self.n_layers - self.decoder_n_layers :])  # (L_dec, 1, H)
+        return encoder_outputs, decoder_hidden, (input_seq != PAD_token).transpose(0, 1)
+
+
+class InferenceSeq2Seq:
+    """A `Seq2Seq` for decoding one query: `QueryEncoder` as `encode`, `DecoderStep` as `decoder`."""
+
+    def __init__(self, model):
+        self.model = model
+        self.query_encoder = QueryEncoder(model)
         self.decoder = DecoderStep(model.decoder)
         self.device = next(model.parameters()).device
+
+    def encode(self, input_seq: torch.Tensor, input_lengths: torch.Tensor):
+        """input_seq (Ts, B), input_lengths (B,) -> as `Seq2Seq.encode`; one query takes the fast path."""
+        if input_seq.size(1) == 1 and int(input_lengths[0]) == input_seq.size(0):
+            return self.query_encoder(input_seq)
+        return self.model.encode(input_seq, input_lengths)
 
 
 class GreedySearchDecoder(torch.nn.Module):

@@ -62,22 +62,25 @@ def cpu_name() -> str:
         return platform.machine()
 
 
-def measure(fn, prompts: list[str], repeats: int) -> tuple[list[float], list[float]]:
-    """(wall ms, process CPU ms) per call, every prompt `repeats` times after one warm-up pass.
+def measure(fns: dict, prompts: list[str], repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+    """name -> (wall ms, process CPU ms) per reply, every prompt `repeats` times after one warm-up pass.
 
-    On a shared machine wall time includes waiting for a core; with one thread, CPU time is close to
-    what an idle machine's wall time would be.
+    The decoders take turns prompt by prompt, so a busy neighbour slows them all alike. On a shared
+    machine wall time includes waiting for a core; with one thread, CPU time is close to what an
+    idle machine's wall time would be.
     """
-    for p in prompts:
-        fn(p)
-    wall, cpu = [], []
+    for fn in fns.values():
+        for p in prompts:
+            fn(p)
+    times = {name: ([], []) for name in fns}
     for _ in range(repeats):
         for p in prompts:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn(p)
-            wall.append((time.perf_counter() - start) * 1000)
-            cpu.append((time.process_time() - start_cpu) * 1000)
-    return wall, cpu
+            for name, fn in fns.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                fn(p)
+                times[name][0].append((time.perf_counter() - start) * 1000)
+                times[name][1].append((time.process_time() - start_cpu) * 1000)
+    return times
 
 
 def main() -> None:
@@ -106,13 +109,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        rows = [
-            ("tutorial GreedySearchDecoder", lambda p: tutorial_reply(searcher, bot, p)),
-            ("greedy (stops at EOS)", lambda p: bot.reply(p, greedy)),
-            ("beam-5", lambda p: bot.reply(p, beam5)),
-        ]
-        for name, fn in rows:
-            wall, cpu = measure(fn, PROBES, args.repeats)
+        fns = {
+            "tutorial GreedySearchDecoder": lambda p: tutorial_reply(searcher, bot, p),
+            "greedy (stops at EOS)": lambda p: bot.reply(p, greedy),
+            "beam-5": lambda p: bot.reply(p, beam5),
+        }
+        for name, (wall, cpu) in measure(fns, PROBES, args.repeats).items():
             cells = " | ".join(f"{np.percentile(ms, q):.1f}" for ms in (wall, cpu) for q in (50, 90))
             print(f"| {threads} | {name} | {cells} |", flush=True)
     print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

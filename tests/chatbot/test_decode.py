@@ -21,6 +21,7 @@ from chatbot.decode import (
     source_tensors,
 )
 from chatbot.errors import ChatbotError
+from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.tokenizer import EOS_token
 from tests.chatbot.tinybot import PAIRS, one_thread, random_model, sequence_log_prob, trained_model  # noqa: F401
 
@@ -214,3 +215,18 @@ def test_inference_model_decodes_like_the_model():
         for src in sources:
             for s in [DecodeSettings("greedy"), DecodeSettings("beam", beam_width=3), DecodeSettings("sample")]:
                 assert decode(fast, src, 10, s) == decode(model, src, 10, s)
+
+
+@pytest.mark.parametrize("attn,layers,dec_layers", [("dot", 2, 2), ("general", 1, 1), ("concat", 3, 2)])
+def test_query_encoder_equals_the_model_encoder(attn, layers, dec_layers):
+    torch.manual_seed(8)
+    cfg = ModelConfig(vocab_size=30, hidden_size=16, encoder_n_layers=layers, decoder_n_layers=dec_layers)
+    model = Seq2Seq(cfg).eval()
+    fast = InferenceSeq2Seq(model)
+    for src in SOURCES:
+        input_seq, lengths = source_tensors(src)
+        with torch.no_grad():
+            expected = model.encode(input_seq, lengths)
+            got = fast.encode(input_seq, lengths)
+        for e, g in zip(expected, got, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
