@@ -25,12 +25,16 @@ test: install-dev
 test-slow: install-dev
 	$(BIN)/python -m pytest -q -m slow
 
-test-browser: install-dev browser-deps
+# The real server driven by gradio_client, and the chat tab in headless Chromium.
+test-browser: browser-deps
 	$(BIN)/python -m pytest -q -m browser
 
-# Debian's Chromium for the browser tests (Playwright's own browser download is not used).
-browser-deps:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
+# What the browser tests need: Playwright for Python (a dev extra) and Debian's Chromium at /usr/bin/chromium
+# (Playwright's own browser download is not used; it needs a network these machines do not have).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps: install-dev
+	@test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null)
+	@$(BIN)/python -c "import playwright.sync_api" && /usr/bin/chromium --version
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -1,0 +1,237 @@
+"""`chatbot serve`: the chat tab, Gradio's `ChatInterface` over `Chatbot.reply_stream`.
+
+The model is loaded once, before the server starts; every request shares it (it is only read).
+The tutorial's model answers each line on its own, so the history is shown in the tab but not fed
+to the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from chatbot.reply import Chatbot, DecodeSettings
+
+STRATEGIES = ["greedy", "beam", "sample"]
+EXAMPLES = ["hello", "how are you?", "where are you going?", "what is your name?", "do you love me?"]
+# The model reads at most `max_length` words, so a longer message only costs normalization time;
+# the cap keeps one pasted book from stalling a worker.
+MAX_MESSAGE_CHARS = 10_000
+EMPTY_MESSAGE = "Say something: type a message and press Enter."
+NO_REPLY = "(no reply to that; try other words)"
+DEFAULTS = DecodeSettings()
+# Seconds between streamed updates: faster than anyone reads, and every update is a message to each page.
+STREAM_INTERVAL = 0.05
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Flags of `chatbot serve`."""
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint to serve; None means the shipped model chatbot/pretrained/model.pt",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the tab to your network")
+    parser.add_argument("--port", type=int, default=7860, help="port to bind")
+    parser.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (needs internet)")
+    parser.add_argument("--device", default="cpu", help="torch device for the model, e.g. cpu or cuda")
+    parser.add_argument(
+        "--concurrency-limit", type=int, default=2, help="replies computed at once (about one per CPU core)"
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch threads per reply; replies already run side by side, and more threads fight over the cores",
+    )
+    parser.add_argument("--max-queue", type=int, default=64, help="requests allowed to wait; more are turned away")
+
+
+def message_text(content: Any) -> str:
+    """The text of a chat message's content: a string, a {"text": ...} block, or a list of blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return message_text(content.get("text", content.get("content", "")))
+    if isinstance(content, (list, tuple)):
+        return " ".join(t for t in (message_text(block) for block in content) if t)
+    return ""  # files, images and other components carry no text for this model
+
+
+def settings_from_inputs(strategy: str, beam_width: float, temperature: float, top_p: float) -> DecodeSettings:
+    """The tab's controls -> `DecodeSettings`, clamped so an API caller cannot ask for nonsense."""
+    return DecodeSettings(
+        strategy=strategy if strategy in STRATEGIES else DEFAULTS.strategy,
+        beam_width=max(1, int(beam_width)),
+        temperature=max(0.05, float(temperature)),
+        top_p=min(1.0, max(0.01, float(top_p))),
+    )
+
+
+def make_respond(bot: Chatbot):
+    """The ChatInterface function: (message, history, *settings) -> the growing reply."""
+
+    def respond(
+        message: Any, history: list[dict], strategy: str, beam_width: float, temperature: float, top_p: float
+    ) -> Iterator[str]:
+        text = message_text(message)[:MAX_MESSAGE_CHARS]
+        if not text.strip():
+            yield EMPTY_MESSAGE
+            return
+        partial, shown, last = "", "", 0.0
+        for partial in bot.reply_stream(text, settings_from_inputs(strategy, beam_width, temperature, top_p)):
+            if time.monotonic() - last >= STREAM_INTERVAL:
+                yield partial
+                shown, last = partial, time.monotonic()
+        if not partial.strip():
+            yield NO_REPLY
+        elif partial != shown:
+            yield partial
+
+    return respond
+
+
+def plain_text_chatbot(**kwargs: Any):
+    """A `gr.Chatbot` that shows every message exactly as typed, markup included.
+
+    Gradio puts message text into the page as (sanitized) HTML even with render_markdown=False, so
+    "<b>hi</b>" would show in bold and "<script>" would silently vanish. Escaping the text on its way
+    to the page, and unescaping what the page sends back, shows tags as the characters they are.
+    (Wrapped on the instance: a subclass would make Gradio treat it as a custom component.)
+    """
+    import gradio as gr
+
+    chat = gr.Chatbot(render_markdown=False, buttons=["copy", "copy_all"], **kwargs)
+    to_page, from_page = chat.postprocess, chat.preprocess
+
+    def postprocess(value):
+        data = to_page(value)
+        for message in data.root:
+            for block in message.content:
+                if getattr(block, "type", None) == "text":
+                    block.text = html.escape(block.text, quote=False)
+        return data
+
+    def preprocess(payload):
+        messages = from_page(payload)
+        for message in messages:
+            for block in message["content"]:
+                if block.get("type") == "text":
+                    block["text"] = html.unescape(block["text"])
+        return messages
+
+    chat.postprocess, chat.preprocess = postprocess, preprocess
+    return chat
+
+
+def build_demo(bot: Chatbot, concurrency_limit: int = 2):
+    """The chat tab (a `gr.ChatInterface`) for an already loaded `Chatbot`."""
+    import gradio as gr
+
+    return gr.ChatInterface(
+        make_respond(bot),
+        chatbot=plain_text_chatbot(placeholder="Ask the movie-dialogue bot something."),
+        textbox=gr.Textbox(placeholder="Type a message and press Enter", max_lines=4, submit_btn=True),
+        additional_inputs=[
+            gr.Radio(STRATEGIES, value=DEFAULTS.strategy, label="Decoding strategy"),
+            gr.Slider(1, 10, value=DEFAULTS.beam_width, step=1, label="Beam width (beam)"),
+            gr.Slider(0.1, 2.0, value=DEFAULTS.temperature, step=0.05, label="Temperature (sample)"),
+            gr.Slider(0.05, 1.0, value=DEFAULTS.top_p, step=0.05, label="Top-p (sample)"),
+        ],
+        additional_inputs_accordion=gr.Accordion("Decoding settings", open=False),
+        examples=[[e] for e in EXAMPLES],
+        title="Seq2seq chatbot",
+        description=f"A GRU encoder-decoder with Luong attention. {bot.description}. "
+        "It answers each message on its own (no memory of earlier turns).",
+        api_name="chat",
+        concurrency_limit=concurrency_limit,
+        analytics_enabled=False,
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load the model once, start the server, print where to open it, and serve until Ctrl+C."""
+    from chatbot.checkpoint import DEFAULT_CHECKPOINT
+    from chatbot.errors import ChatbotError
+
+    if args.checkpoint is None and not DEFAULT_CHECKPOINT.exists():
+        raise ChatbotError(f"the shipped model {DEFAULT_CHECKPOINT} is missing; pass --checkpoint PATH")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home; the tab works offline
+    # Measured on the 2-core dev machine: a tutorial-size greedy reply took 87 ms of CPU with one torch
+    # thread and 460 ms with two (the extra threads spin-wait while other requests hold the cores).
+    torch.set_num_threads(args.torch_threads)
+    bot = Chatbot.from_checkpoint(args.checkpoint, device=args.device)
+    demo = build_demo(bot, args.concurrency_limit)
+    demo.queue(max_size=args.max_queue, default_concurrency_limit=args.concurrency_limit)
+    try:
+        _, local_url, share_url = demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            quiet=True,
+            prevent_thread_lock=True,
+            ssr_mode=False,
+        )
+    except OSError as err:
+        raise ChatbotError(f"cannot serve on {args.host}:{args.port}: {str(err).splitlines()[0]}") from None
+    url = share_url or local_url
+    print(f"chatbot serve: {bot.description}; open {url} (Ctrl+C to stop)", flush=True)
+    try:
+        while True:  # Ctrl+C raises KeyboardInterrupt here; the CLI turns it into one line
+            time.sleep(1)
+    finally:
+        demo.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def start_server(cli_args: list[str], timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """Start `python -m chatbot serve *cli_args` in a child process; wait for its URL line -> (process, url).
+
+    The child's output is read by a thread for as long as it runs (a full pipe would stall the server);
+    its lines collect in `process.log`.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatbot", "serve", *cli_args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"},
+    )
+    proc.log = []  # type: ignore[attr-defined]
+    urls: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stdout:
+            proc.log.append(line)
+            if line.startswith("chatbot serve:") and " open http" in line:
+                urls.put(line.split(" open ", 1)[1].split()[0])
+        urls.put("")  # the child exited
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        url = urls.get(timeout=timeout)
+    except queue.Empty:
+        url = ""
+    if not url:
+        proc.kill()
+        raise RuntimeError("`chatbot serve` did not start:\n" + "".join(proc.log[-20:]))
+    return proc, url
