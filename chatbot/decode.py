@@ -50,7 +50,7 @@ class DecodeSettings:
     max_length: int | None = field(
         default=None, metadata={"help": "most tokens per reply, EOS included (default: the checkpoint's)"}
     )
-    seed: int | None = field(default=0, metadata={"help": "sampling seed: same seed, same reply (None = random)"})
+    seed: int | None = field(default=0, metadata={"help": "sampling seed: same seed, same reply"})
 
     def __post_init__(self) -> None:
         problems = []
