@@ -115,7 +115,8 @@ def score_strategy(
         s = replace(settings, seed=settings.seed + i) if settings.seed is not None else settings
         replies.append(bot.tokenizer.decode(bot.reply_ids(query, s)))
     references = [response for _, response in pairs]
-    bleu = sacrebleu.corpus_bleu(replies, [references], tokenize=bleu_tokenize)
+    # force: both sides are normalized, space-tokenized text on purpose (sacrebleu warns about that otherwise).
+    bleu = sacrebleu.corpus_bleu(replies, [references], tokenize=bleu_tokenize, force=True)
     metrics = {
         "bleu": round(bleu.score, 2),
         "distinct_1": round(distinct_n(replies, 1), 4),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from chatbot.decode import DecodeSettings, decode, decode_fields, generate_tokens
+from chatbot.decode import DecodeSettings, InferenceSeq2Seq, decode, decode_fields, generate_tokens
 from chatbot.errors import ChatbotError
 from chatbot.normalize import normalize_string
 from chatbot.tokenizer import EOS_token, Tokenizer
@@ -38,6 +38,8 @@ class Chatbot:
         description: str = "",
     ) -> None:
         self.model = model
+        # A trained nn.Module decodes through the faster DecoderStep (same replies); exported programs as they are.
+        self.runner = InferenceSeq2Seq(model) if isinstance(model, torch.nn.Module) else model
         self.tokenizer = tokenizer
         self.normalize = normalize
         self.max_length = max_length  # the tutorial's MAX_LENGTH: default reply length and input guard
@@ -78,7 +80,7 @@ class Chatbot:
     def reply_ids(self, text: str, settings: DecodeSettings | None = None) -> list[int]:
         """The reply's ids (EOS included if produced)."""
         settings = settings or DecodeSettings()
-        return decode(self.model, self.query_ids(text), settings.max_length or self.max_length, settings)
+        return decode(self.runner, self.query_ids(text), settings.max_length or self.max_length, settings)
 
     def reply(self, text: str, settings: DecodeSettings | None = None) -> str:
         """Reply to `text` (any string); never raises on the text."""
@@ -99,7 +101,7 @@ class Chatbot:
                 yield " ".join(words[: i + 1])
             return
         ids: list[int] = []
-        for token in generate_tokens(self.model, self.query_ids(text), max_length, settings):
+        for token in generate_tokens(self.runner, self.query_ids(text), max_length, settings):
             ids.append(token)
             partial = tidy(self.tokenizer.decode(ids), self.normalize)
             if partial != shown:

@@ -11,6 +11,7 @@ as a user waits for it. The tutorial's path is its `evaluate()`: normalizeString
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -53,16 +54,32 @@ def tutorial_reply(searcher: GreedySearchDecoder, bot: Chatbot, text: str) -> st
         return " ".join(bot.tokenizer.decode([t]) for t in tokens.tolist() if t not in (EOS_token, PAD_token))
 
 
-def measure(fn, prompts: list[str], repeats: int) -> list[float]:
-    """Milliseconds per call, every prompt `repeats` times after one warm-up pass."""
-    for p in prompts:
-        fn(p)
-    times = []
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
+def measure(fns: dict, prompts: list[str], repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+    """name -> (wall ms, process CPU ms) per reply, every prompt `repeats` times after one warm-up pass.
+
+    The decoders take turns prompt by prompt, so a busy neighbour slows them all alike. On a shared
+    machine wall time includes waiting for a core; with one thread, CPU time is close to what an
+    idle machine's wall time would be.
+    """
+    for fn in fns.values():
+        for p in prompts:
+            fn(p)
+    times = {name: ([], []) for name in fns}
     for _ in range(repeats):
         for p in prompts:
-            start = time.perf_counter()
-            fn(p)
-            times.append((time.perf_counter() - start) * 1000)
+            for name, fn in fns.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                fn(p)
+                times[name][0].append((time.perf_counter() - start) * 1000)
+                times[name][1].append((time.process_time() - start_cpu) * 1000)
     return times
 
 
@@ -81,23 +98,26 @@ def main() -> None:
     searcher = GreedySearchDecoder(bot.model)
     greedy, beam5 = DecodeSettings("greedy"), DecodeSettings("beam", beam_width=5)
     print(f"model: {bot.description}")
-    print(f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads by default")
+    print(f"cpu: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads by default")
     print(f"torch {torch.__version__}; {len(PROBES)} prompts x {args.repeats} repeats")
     mean_len = statistics.mean(len(bot.reply_ids(p, greedy)) for p in PROBES)
     print(f"mean greedy reply length: {mean_len:.1f} tokens (EOS included); max_length {bot.max_length}")
     print()
-    print("| threads | decoder | p50 ms | p90 ms |")
-    print("|---|---|---|---|")
+    print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print()
+    print("| threads | decoder | wall p50 ms | wall p90 ms | CPU p50 ms | CPU p90 ms |")
+    print("|---|---|---|---|---|---|")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        rows = [
-            ("tutorial GreedySearchDecoder", lambda p: tutorial_reply(searcher, bot, p)),
-            ("greedy (stops at EOS)", lambda p: bot.reply(p, greedy)),
-            ("beam-5", lambda p: bot.reply(p, beam5)),
-        ]
-        for name, fn in rows:
-            ms = measure(fn, PROBES, args.repeats)
-            print(f"| {threads} | {name} | {np.percentile(ms, 50):.1f} | {np.percentile(ms, 90):.1f} |", flush=True)
+        fns = {
+            "tutorial GreedySearchDecoder": lambda p: tutorial_reply(searcher, bot, p),
+            "greedy (stops at EOS)": lambda p: bot.reply(p, greedy),
+            "beam-5": lambda p: bot.reply(p, beam5),
+        }
+        for name, (wall, cpu) in measure(fns, PROBES, args.repeats).items():
+            cells = " | ".join(f"{np.percentile(ms, q):.1f}" for ms in (wall, cpu) for q in (50, 90))
+            print(f"| {threads} | {name} | {cells} |", flush=True)
+    print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

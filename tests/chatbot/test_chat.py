@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from chatbot.chat import chat_loop
 from chatbot.cli import main
 from chatbot.reply import Chatbot, DecodeSettings
@@ -41,6 +43,7 @@ def test_ctrl_c_leaves_quietly():
     assert out == [""]
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch
 def test_command_on_any_input_without_traceback(tmp_path):
     model, voc = trained_model()
     ckpt = write_checkpoint(tmp_path / "m.pt", model, voc)

@@ -8,7 +8,7 @@ import pytest
 from chatbot.cli import main
 from chatbot.evaluate import PROBES, distinct_n, evaluate, perplexity, read_pairs, to_markdown, top10_share
 from chatbot.reply import Chatbot, DecodeSettings
-from tests.chatbot.tinybot import PAIRS, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
+from tests.chatbot.tinybot import PAIRS, REPO_ROOT, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 
 
 def test_distinct_and_top10_share_by_hand():
@@ -51,16 +51,15 @@ def test_read_pairs_from_tsv(tmp_path):
     assert read_pairs(path) == [("hello .", "hi ."), ("how are you ?", "i m fine .")]
 
 
-def test_evaluate_command_writes_json_and_markdown_quickly(tmp_path, capsys):
+def test_evaluate_command_writes_json_and_markdown(tmp_path, capsys):
     model, voc = trained_model()
     ckpt = write_checkpoint(tmp_path / "m.pt", model, voc)
     data = tmp_path / "test.tsv"
-    data.write_text("".join(f"{q}\t{r}\n" for q, r in PAIRS * 25), encoding="utf-8")  # 200 pairs
-    start = time.perf_counter()
+    data.write_text("".join(f"{q}\t{r}\n" for q, r in PAIRS * 3), encoding="utf-8")  # 24 pairs
     code = main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "out")])
-    assert code == 0 and time.perf_counter() - start < 60
+    assert code == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["pairs"] == 200 and set(report["strategies"]) == {"greedy", "beam", "sample"}
+    assert report["pairs"] == 24 and set(report["strategies"]) == {"greedy", "beam", "sample"}
     assert (tmp_path / "out" / "report.md").read_text().startswith("Model: ")
 
 
@@ -71,3 +70,20 @@ def test_evaluate_command_bad_data_is_one_line(tmp_path, capsys):
     empty.write_text("no tabs\n")
     assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(empty)]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_evaluate_on_the_embedded_sample_under_a_minute(tmp_path):
+    from chatbot.prepare import load_prepared
+
+    assert main(["prepare", str(REPO_ROOT / "corpus" / "sample"), "--out", str(tmp_path / "sample")]) == 0
+    dataset = load_prepared(tmp_path / "sample")
+    model = random_model(len(dataset.tokenizer), seed=0, hidden=32)
+    write_checkpoint(tmp_path / "m.pt", model, dataset.tokenizer, dataset.normalize, dataset.max_length)
+    start = time.perf_counter()
+    args = ["evaluate", "--checkpoint", str(tmp_path / "m.pt"), "--data", str(tmp_path / "sample")]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    assert time.perf_counter() - start < 60
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["pairs"] == len(dataset.test) > 0
+    for metrics in report["strategies"].values():
+        assert 0 <= metrics["bleu"] <= 100 and 0 < metrics["distinct_1"] <= 1 and metrics["mean_length"] > 0

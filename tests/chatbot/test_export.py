@@ -40,6 +40,7 @@ def test_exported_replies_equal_eager_on_20_prompts(bots):
             assert exported.reply(prompt, settings) == eager.reply(prompt, settings)
 
 
+@pytest.mark.slow  # a fresh interpreter: importing torch and loading the programs takes a while
 def test_loader_needs_no_model_code(bots):
     _, folder = bots
     # A fresh interpreter that may not import chatbot.model or chatbot.checkpoint still answers.

@@ -131,3 +131,13 @@ def test_decode_flags_come_from_the_dataclass():
     assert settings_from_args(args) == DecodeSettings("beam", beam_width=3, top_p=0.5, no_repeat_ngram_size=2)
     with pytest.raises(SystemExit):
         parser.parse_args(["--strategy", "nucleus"])
+
+
+@pytest.mark.gpu
+def test_replies_on_cuda_equal_cpu(cuda, tmp_path):
+    model, voc = trained_model()
+    path = write_checkpoint(tmp_path / "m.pt", model, voc)
+    cpu, gpu = Chatbot.from_checkpoint(path), Chatbot.from_checkpoint(path, device=cuda)
+    for settings in STRATEGIES[:2]:
+        for q, _ in PAIRS:
+            assert gpu.reply(q, settings) == cpu.reply(q, settings)
