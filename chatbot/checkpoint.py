@@ -64,11 +64,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ChatbotError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise ChatbotError(f"checkpoint path is a directory, not a file: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+        raise ChatbotError(f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ChatbotError(f"refusing to load {path}: it holds more than plain data ({first})") from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        # torch's message is a paragraph; the line naming the refused object is the useful one.
+        reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+        reason = reason.split(" Please use")[0]  # drop torch's advice to allow-list it
+        raise ChatbotError(f"refusing to load {path}: it holds more than plain data ({reason})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise ChatbotError(f"{path} is not a readable checkpoint (corrupt or truncated): {err}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -64,7 +64,7 @@ HELP = {
     "tokenizer": "word: the tutorial's Voc (+UNK); sentencepiece: subwords trained on the training split",
     "max_length": "MAX_LENGTH: keep pairs whose sides have fewer words (pieces for sentencepiece) than this",
     "min_count": "MIN_COUNT: word vocabulary keeps words seen at least this often",
-    "vocab_size": "sentencepiece vocabulary size (an upper bound for a small corpus)",
+    "vocab_size": "sentencepiece vocabulary size (a small corpus may get fewer pieces; never below its minimum)",
     "sp_model_type": "sentencepiece algorithm",
     "dedupe": "drop repeated (query, response) pairs after normalization",
     "valid_fraction": "fraction of conversations held out for validation",
@@ -167,6 +167,11 @@ def _build_tokenizer(train: list[Pair], config: PrepareConfig) -> Tokenizer:
     return sp
 
 
+def _short(pair: Pair, max_length: int) -> bool:
+    """Both sides have fewer than `max_length` words (the tutorial's filterPair)."""
+    return len(pair.query.split()) < max_length and len(pair.response.split()) < max_length
+
+
 def _lengths(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
     """Token count of each text (SentencePiece encodes a batch in C++ threads)."""
     sp = getattr(tokenizer, "sp", None)
@@ -208,15 +213,15 @@ def prepare(
     stats["empty_after_normalize"] = len(pairs) - len(nonempty)
     if config.dedupe:
         seen: set[tuple[str, str]] = set()
-        deduped = [p for p in nonempty if (p.query, p.response) not in seen and not seen.add((p.query, p.response))]
+        deduped = []
+        for p in nonempty:  # keep the first occurrence, before the split, so no duplicate straddles two sets
+            if (p.query, p.response) not in seen:
+                seen.add((p.query, p.response))
+                deduped.append(p)
         stats["duplicates_removed"] = len(nonempty) - len(deduped)
         nonempty = deduped
     if config.tokenizer == "word":  # MAX_LENGTH in words before the Voc is counted, as the tutorial
-        nonempty = [
-            p
-            for p in nonempty
-            if len(p.query.split()) < config.max_length and len(p.response.split()) < config.max_length
-        ]
+        nonempty = [p for p in nonempty if _short(p, config.max_length)]
     train, valid, test = split_by_conversation(nonempty, config.valid_fraction, config.test_fraction, config.seed)
     if not train:
         raise ChatbotError(
@@ -230,6 +235,9 @@ def prepare(
         splits["train"] = [p for p in train if all(w in known for s in (p.query, p.response) for w in s.split())]
     else:
         for name, split in splits.items():
+            # Every word is at least one piece (pieces never cross a space), so pairs already too long in
+            # words are dropped before the (slower) encoding.
+            split = [p for p in split if _short(p, config.max_length)]
             lengths = _lengths(tokenizer, [s for p in split for s in (p.query, p.response)])
             splits[name] = [
                 p

@@ -25,7 +25,7 @@ from chatbot.corpus import (
 )
 from chatbot.errors import ChatbotError
 from chatbot.normalize import normalize_string
-from chatbot.prepare import tutorial_statistics
+from chatbot.prepare import PrepareConfig, prepare, tutorial_statistics
 
 SAMPLE = Path(__file__).resolve().parents[2] / "corpus" / "sample"
 SEP = " +++$+++ "
@@ -214,7 +214,46 @@ def test_tutorial_counts_reproduced_on_real_cornell_files(shared_data: Path, tmp
     assert corpus.fmt == "cornell" and corpus.malformed == 0 and corpus.missing_line_ids == 0
     pairs = [(normalize_string(p.query), normalize_string(p.response)) for p in extract_pairs(corpus)]
     got = tutorial_statistics(pairs, 10, 3)
+    # ... and what `chatbot prepare` records in stats.json for the same folder
+    recorded = prepare(folder, tmp_path / "ds", PrepareConfig())
     for step in ("pairs_read", "pairs_filtered", "words_counted", "keep_words", "pairs_trimmed"):
-        assert got[step] == expected[step], step
+        assert got[step] == expected[step] == recorded[step], step
     # The reference run on these files gave 20,399 / 5,952 / 4,305 / 1,594 / 3,526 (README); a real run, not an empty one.
     assert expected["pairs_read"] > 20_000 and expected["pairs_trimmed"] > 3_000
+
+
+def test_convokit_form_of_the_sample_gives_the_same_pairs(tmp_path: Path) -> None:
+    # Rewrite the embedded sample as ConvoKit would publish it (UTF-8 JSON, each conversation newest first);
+    # both parsers must then yield the same pairs in the same order.
+    cornell = read_cornell(SAMPLE)
+    rows = []
+    for conv_id, lines in cornell.conversations.items():
+        for i, text in reversed(list(enumerate(lines))):
+            rows.append(
+                json.dumps({"id": f"{conv_id}.{i}", "conversation_id": conv_id, "text": text}, ensure_ascii=False)
+            )
+    (tmp_path / "utterances.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    convokit = read_corpus(tmp_path)
+    assert convokit.fmt == "convokit"
+    as_tuples = lambda c: [(p.query, p.response, p.conversation) for p in extract_pairs(c)]  # noqa: E731
+    assert as_tuples(convokit) == as_tuples(cornell)
+
+
+pair_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r"), min_size=1, max_size=30)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(pair_text, pair_text), max_size=20), st.booleans())
+def test_pairs_file_round_trip_property(rows: list[tuple[str, str]], gz: bool) -> None:
+    # Any text without tabs and newlines survives writing and reading a pairs file; rows with a blank
+    # side are the only ones dropped.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("p.tsv.gz" if gz else "p.tsv")
+        data = "".join(f"{q}\t{r}\n" for q, r in rows).encode("utf-8")
+        path.write_bytes(gzip.compress(data) if gz else data)
+        corpus = read_pairs(path)
+        got = [(p.query, p.response) for p in extract_pairs(corpus)]
+    assert corpus.malformed == 0
+    assert got == [(q, r) for q, r in rows if q.strip() and r.strip()]

@@ -38,6 +38,7 @@ class Server:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.cut: dict[str, int] = {}
+        self.ignore_range = False  # behave like a server without Range support
         self.requests: list[tuple[str, str | None]] = []
         owner = self
 
@@ -48,7 +49,8 @@ class Server:
                 if data is None:
                     self.send_error(404, "Not Found")
                     return
-                start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
+                ranged = self.headers.get("Range") and not owner.ignore_range
+                start = int(self.headers["Range"].split("=")[1].rstrip("-")) if ranged else 0
                 if start >= len(data):
                     self.send_error(416, "Range Not Satisfiable")
                     return
@@ -154,6 +156,24 @@ def test_cut_without_retries_keeps_the_part_and_the_next_run_resumes(server: Ser
     assert cli(*argv) == 0
     assert server.requests[-1] == ("/c.zip", f"bytes={len(data) // 2}-")
     assert (tmp_path / "cornell_movie_dialogs_corpus.zip").read_bytes() == data and not part.exists()
+
+
+def test_server_without_range_support_restarts_from_zero(server: Server, tmp_path: Path) -> None:
+    data = cornell_zip()
+    server.files["/c.zip"] = data
+    server.ignore_range = True
+    (tmp_path / "c.zip.part").write_bytes(b"stale bytes from an earlier try")
+    download(server.url + "/c.zip", tmp_path / "c.zip", hashlib.sha256(data).hexdigest(), progress=False)
+    assert (tmp_path / "c.zip").read_bytes() == data and not (tmp_path / "c.zip.part").exists()
+
+
+def test_part_file_already_complete_is_checked_and_renamed(server: Server, tmp_path: Path) -> None:
+    data = cornell_zip()
+    server.files["/c.zip"] = data
+    (tmp_path / "c.zip.part").write_bytes(data)  # e.g. interrupted between the last byte and the rename
+    download(server.url + "/c.zip", tmp_path / "c.zip", hashlib.sha256(data).hexdigest(), progress=False)
+    assert server.requests == [("/c.zip", f"bytes={len(data)}-")]  # answered 416: nothing left to send
+    assert (tmp_path / "c.zip").read_bytes() == data
 
 
 def test_hash_mismatch_removes_the_bad_file(server: Server, tmp_path: Path, capsys) -> None:

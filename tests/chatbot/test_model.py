@@ -2,7 +2,9 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from chatbot.batching import make_batch as make_train_batch
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.tokenizer import EOS_token, PAD_token, SOS_token
 
@@ -43,3 +45,77 @@ def test_concat_vector_is_initialised():
     cfg = ModelConfig(vocab_size=10, hidden_size=64, attn_model="concat")
     v = Seq2Seq(cfg).decoder.attn.v
     assert torch.isfinite(v).all() and v.abs().max() <= 1 / 8
+
+
+def teacher_forced_step_by_step(model: Seq2Seq, batch) -> torch.Tensor:
+    """Reference: the tutorial's decoder loop, one time step per call, teacher-forced; mean NLL per token."""
+    encoder_outputs, hidden, src_mask = model.encode(batch.input_seq, batch.lengths)
+    total = torch.zeros(())
+    for t in range(batch.target.size(0)):
+        logits, hidden, _ = model.decoder(batch.decoder_input[t : t + 1], hidden, encoder_outputs, src_mask)
+        real = batch.mask[t]
+        total = total + F.cross_entropy(logits[0][real], batch.target[t][real], reduction="sum")
+    return total / batch.n_tokens
+
+
+def random_batch(vocab: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    examples = []
+    for src_len, tgt_len in [(5, 3), (2, 6), (4, 1), (1, 4)]:
+        src = torch.randint(4, vocab, (src_len,), generator=g).tolist() + [EOS_token]
+        tgt = torch.randint(4, vocab, (tgt_len,), generator=g).tolist() + [EOS_token]
+        examples.append((src, tgt))
+    return make_train_batch(examples)
+
+
+@pytest.mark.parametrize("attn", ["dot", "general", "concat"])
+def test_fast_path_equals_step_by_step_loss_and_every_gradient(attn):
+    torch.manual_seed(0)
+    # dropout 0: the two paths would otherwise draw different dropout masks
+    cfg = ModelConfig(
+        vocab_size=40, hidden_size=24, encoder_n_layers=2, decoder_n_layers=2, dropout=0.0, attn_model=attn
+    )
+    model = Seq2Seq(cfg).train()
+    batch = random_batch(40)
+
+    fast = (
+        F.cross_entropy(
+            model(batch.input_seq, batch.lengths, batch.decoder_input, batch.mask),
+            batch.target[batch.mask],
+            reduction="sum",
+        )
+        / batch.n_tokens
+    )
+    fast.backward()
+    fast_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    slow = teacher_forced_step_by_step(model, batch)
+    slow.backward()
+
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        torch.testing.assert_close(fast_grads[name], p.grad, atol=1e-5, rtol=0, msg=name)
+
+
+def test_masked_forward_is_full_logits_at_real_tokens():
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(vocab_size=40, hidden_size=16)).eval()
+    batch = random_batch(40, seed=1)
+    full = model(batch.input_seq, batch.lengths, batch.decoder_input)  # (Tt, B, V)
+    masked = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.mask)  # (N, V)
+    assert full.shape == (*batch.target.shape, 40) and masked.shape == (batch.n_tokens, 40)
+    torch.testing.assert_close(masked, full[batch.mask])
+
+
+def test_without_teacher_forcing_the_decoder_feeds_back_its_greedy_output():
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(vocab_size=40, hidden_size=16)).eval()
+    batch = random_batch(40, seed=2)
+    logits = model(batch.input_seq, batch.lengths, batch.decoder_input, teacher_forcing=False)  # (Tt, B, V)
+    # Feeding the greedy tokens back in as if they were the target reproduces the same logits.
+    greedy = logits.argmax(-1)  # (Tt, B)
+    fed_back = torch.cat([batch.decoder_input[:1], greedy[:-1]])
+    torch.testing.assert_close(model(batch.input_seq, batch.lengths, fed_back), logits)
+    # and it really differs from teacher forcing on the (random) target
+    assert not torch.allclose(model(batch.input_seq, batch.lengths, batch.decoder_input), logits)

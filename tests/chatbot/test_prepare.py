@@ -113,6 +113,8 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     (tmp / "long.tsv").write_text("one two three four five\tsix seven eight nine ten\n", encoding="utf-8")
     (tmp / "notgz.tsv.gz").write_bytes(b"plain text, not gzip\n")
     (tmp / "corpus.zip").write_bytes(b"PK\x03\x04")
+    (tmp / "convokit").mkdir()
+    (tmp / "convokit" / "utterances.jsonl").write_bytes(b"")
     return {
         "missing path": ([str(tmp / "missing")], "does not exist"),
         "a directory": ([str(tmp / "emptydir")], "folder without a corpus"),
@@ -121,6 +123,7 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "a zip": ([str(tmp / "corpus.zip")], "unpack it first"),
         "bad gzip": ([str(tmp / "notgz.tsv.gz")], "cannot read"),
         "empty corpus": ([str(tmp / "empty.tsv")], "no pairs"),
+        "empty convokit corpus": ([str(tmp / "convokit")], "no pairs"),
         "all empty after normalizing": ([str(tmp / "zh.tsv")], "filtered out"),
         "all too long": ([str(tmp / "long.tsv"), "--max-length", "3"], "filtered out"),
     }
@@ -134,6 +137,7 @@ BAD_CASES = [
     "a zip",
     "bad gzip",
     "empty corpus",
+    "empty convokit corpus",
     "all empty after normalizing",
     "all too long",
 ]
@@ -208,8 +212,9 @@ def test_chinese_xiaohuangji_unicode_sentencepiece(shared_data: Path, tmp_path: 
         assert tok.decode(tok.encode(s)) == s
     ids = [i for p in data.test for s in p for i in tok.encode(s)]
     assert sum(i == tok.unk_id for i in ids) / len(ids) < 0.005
-    # Byte fallback hides unknown characters from the UNK count, so count byte pieces too: still rare.
-    assert sum(tok.sp.is_byte(i) for i in ids) / len(ids) < 0.005
+    # Byte fallback hides rare characters from the UNK count (they are spelled exactly as UTF-8 bytes
+    # instead), so count byte pieces too: still rare (0.47 % measured, see README).
+    assert sum(tok.sp.is_byte(i) for i in ids) / len(ids) < 0.01
 
 
 @pytest.mark.slow

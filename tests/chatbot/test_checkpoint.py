@@ -1,0 +1,141 @@
+"""Checkpoints are data: atomic writes, CPU loads of GPU saves, one-line refusals of anything else."""
+
+import pickle
+
+import pytest
+import torch
+
+from chatbot.checkpoint import atomic_write, build_model, load_checkpoint, load_model, save_checkpoint
+from chatbot.errors import ChatbotError
+from chatbot.model import ModelConfig, Seq2Seq
+from tests.chatbot.tiny_data import tiny_dataset
+
+
+def checkpoint_state(model: Seq2Seq) -> dict:
+    return {
+        "model_config": model.config.to_dict(),
+        "model": model.state_dict(),
+        "tokenizer": tiny_dataset(2, 1).tokenizer.state_dict(),
+        "normalize": "tutorial",
+        "max_length": 10,
+    }
+
+
+@pytest.fixture
+def model() -> Seq2Seq:
+    torch.manual_seed(0)
+    return Seq2Seq(ModelConfig(vocab_size=16, hidden_size=8, attn_model="concat")).eval()
+
+
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, model):
+    save_checkpoint(tmp_path / "m.pt", checkpoint_state(model))
+    loaded, tokenizer, state = load_model(tmp_path / "m.pt")
+    assert not loaded.training and state["normalize"] == "tutorial" and len(tokenizer) == 16
+    src, lengths, dec = torch.tensor([[5, 6], [7, 2], [2, 0]]), torch.tensor([3, 2]), torch.tensor([[1, 1], [9, 4]])
+    torch.testing.assert_close(loaded(src, lengths, dec), model(src, lengths, dec), rtol=0, atol=0)
+
+
+class CudaTagged:
+    """Make torch.save tag CPU tensors as 'cuda:0', exactly as a checkpoint written on a GPU is."""
+
+    def __enter__(self):
+        tagger = lambda obj: "cuda:0" if obj.device.type == "cpu" else None  # noqa: E731
+        torch.serialization.register_package(-100, tagger, lambda obj, location: None)
+        self.entry = torch.serialization._package_registry[0]
+        return self
+
+    def __exit__(self, *exc):
+        torch.serialization._package_registry.remove(self.entry)
+
+
+def test_gpu_saved_checkpoint_loads_on_cpu(tmp_path, model):
+    if torch.cuda.is_available():
+        pytest.skip("simulates a CPU-only machine")
+    with CudaTagged():
+        save_checkpoint(tmp_path / "gpu.pt", checkpoint_state(model))
+    # the simulation is real: without map_location, torch refuses (the tutorial's bug)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(tmp_path / "gpu.pt", weights_only=True)
+    loaded, _, _ = load_model(tmp_path / "gpu.pt")
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
+    torch.testing.assert_close(loaded.state_dict(), model.state_dict())
+
+
+@pytest.mark.gpu
+def test_checkpoint_saved_on_the_gpu_loads_on_cpu(tmp_path, model, cuda):
+    state = checkpoint_state(model.to(cuda))
+    save_checkpoint(tmp_path / "gpu.pt", state)
+    loaded, _, _ = load_model(tmp_path / "gpu.pt", device="cpu")
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
+
+
+class Exploit:
+    """Unpickling this would run code (here: create a marker file)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_object_is_refused_without_running_it(tmp_path, model):
+    marker = tmp_path / "pwned"
+    state = {"format": "chatbot-checkpoint", "version": 1, **checkpoint_state(model), "evil": Exploit(str(marker))}
+    torch.save(state, tmp_path / "evil.pt")
+    with pytest.raises(ChatbotError, match="refusing to load .*Unsupported global: GLOBAL io.open") as err:
+        load_checkpoint(tmp_path / "evil.pt")
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "not a readable checkpoint"),
+        (b"\x00garbage" * 50, "not a readable checkpoint"),
+        ("truncated", "not a readable checkpoint"),
+        ("foreign", "not a chatbot checkpoint"),
+        ("plain pickle", "not a readable checkpoint"),
+    ],
+)
+def test_corrupt_or_foreign_checkpoints_give_one_line_errors(tmp_path, model, content, message):
+    path = tmp_path / "bad.pt"
+    if content == "truncated":
+        save_checkpoint(path, checkpoint_state(model))
+        path.write_bytes(path.read_bytes()[:-300])
+    elif content == "foreign":
+        torch.save({"state_dict": model.state_dict()}, path)  # someone else's checkpoint
+    elif content == "plain pickle":
+        path.write_bytes(pickle.dumps({"a": 1}))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ChatbotError, match=message) as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value)
+
+
+def test_checkpoint_from_another_model_shape_is_one_line(tmp_path, model):
+    state = checkpoint_state(model)
+    state["model_config"]["hidden_size"] = 12
+    save_checkpoint(tmp_path / "m.pt", state)
+    with pytest.raises(ChatbotError, match="does not match"):
+        build_model(load_checkpoint(tmp_path / "m.pt"))
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
+    (tmp_path / "m.pt").write_bytes(b"old")
+
+    def fail(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "m.pt", fail)
+    assert (tmp_path / "m.pt").read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_missing_checkpoint_is_one_line(tmp_path):
+    with pytest.raises(ChatbotError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")

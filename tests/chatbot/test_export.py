@@ -1,0 +1,75 @@
+"""torch.export of the encoder and decoder step: the exported programs reply exactly as the eager model."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from chatbot.decode import DecodeSettings
+from chatbot.errors import ChatbotError
+from chatbot.evaluate import PROBES
+from chatbot.export import ExportEncoder, export_model, load_exported
+from chatbot.reply import Chatbot
+from tests.chatbot.tinybot import PAIRS, one_thread, random_model, trained_model  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def bots(tmp_path_factory):
+    model, voc = trained_model()
+    eager = Chatbot(model, voc, "tutorial", 10, "tiny test model")
+    folder = export_model(eager, tmp_path_factory.mktemp("export") / "bot")
+    return eager, folder
+
+
+def test_export_folder_holds_programs_tokenizer_and_metadata(bots):
+    eager, folder = bots
+    assert {p.name for p in folder.iterdir()} == {"encoder.pt2", "decoder.pt2", "voc.json", "export.json"}
+    meta = json.loads((folder / "export.json").read_text())
+    assert meta["program"] == "torch.export" and meta["normalize"] == "tutorial" and meta["max_length"] == 10
+
+
+def test_exported_replies_equal_eager_on_20_prompts(bots):
+    eager, folder = bots
+    exported = load_exported(folder)
+    prompts = PROBES + [q for q, _ in PAIRS]
+    assert len(PROBES) == 20
+    for settings in [DecodeSettings("greedy"), DecodeSettings("beam", beam_width=3), DecodeSettings("sample", seed=4)]:
+        for prompt in prompts:
+            assert exported.reply_ids(prompt, settings) == eager.reply_ids(prompt, settings)
+            assert exported.reply(prompt, settings) == eager.reply(prompt, settings)
+
+
+def test_loader_needs_no_model_code(bots):
+    _, folder = bots
+    # A fresh interpreter that may not import chatbot.model or chatbot.checkpoint still answers.
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name in ('chatbot.model', 'chatbot.checkpoint'): raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from chatbot.export import load_exported\n"
+        f"print(load_exported({str(folder)!r}).reply('how are you ?'))\n"
+    )
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "I'm fine."
+
+
+@pytest.mark.parametrize("attn", ["dot", "general", "concat"])
+def test_export_encoder_matches_packed_encoder(attn):
+    model = random_model(20, seed=3, attn=attn, layers=3)
+    src = torch.tensor([[5], [6], [7], [2]])
+    with torch.no_grad():
+        expected = model.encode(src, torch.tensor([4]))
+        got = ExportEncoder(model)(src)
+    for e, g in zip(expected, got, strict=True):
+        torch.testing.assert_close(g, e)
+
+
+def test_not_an_export_folder(tmp_path):
+    with pytest.raises(ChatbotError, match="export.json"):
+        load_exported(tmp_path)

@@ -1,0 +1,221 @@
+"""The training loop: it learns, it resumes exactly after SIGKILL, it stops cleanly, it scales with DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import chatbot.train as train_module
+from chatbot.checkpoint import load_checkpoint, load_model
+from chatbot.cli import main as cli_main
+from chatbot.errors import ChatbotError
+from chatbot.model import ModelConfig
+from chatbot.train import TrainConfig, train
+from tests.chatbot.tiny_data import tiny_dataset, write_prepared
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_MODEL = ["--hidden-size", "16", "--encoder-n-layers", "1", "--decoder-n-layers", "1"]
+
+
+def records(run_dir: Path, key: str = "loss") -> dict[int, float]:
+    """step -> value of `key` from a run's JSONL log."""
+    with open(run_dir / "log.jsonl", encoding="utf-8") as f:
+        return {r["step"]: r[key] for r in map(json.loads, f) if key in r}
+
+
+def chatbot_train(*args: str, **popen) -> subprocess.Popen:
+    """Start `python -m chatbot train ...` (one thread, so runs are bit-for-bit repeatable)."""
+    cmd = [sys.executable, "-m", "chatbot", "train", *args, "--num-threads", "1", "--no-progress"]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def wait_for_step(proc: subprocess.Popen, run_dir: Path, step: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if (run_dir / "log.jsonl").exists() and max(records(run_dir), default=0) >= step:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"run did not reach step {step}")
+
+
+def test_tiny_model_overfits_a_handful_of_pairs(tmp_path):
+    torch.set_num_threads(1)
+    data = tiny_dataset(n_train=8, n_valid=4)
+    config = TrainConfig(batch_size=8, learning_rate=3e-3, max_steps=60, eval_every=0, save_every=0, log_every=10)
+    result = train(data, tmp_path, ModelConfig(hidden_size=32, dropout=0.0), config, progress=False)
+    losses = records(tmp_path)
+    assert result.step == 60 and result.stopped_by == "done"
+    assert losses[10] > 1.0 and losses[60] < 0.02  # from chance level to (nearly) memorised
+
+
+def test_best_checkpoint_loads_and_gives_identical_outputs(tmp_path):
+    torch.set_num_threads(1)
+    data = tiny_dataset()
+    config = TrainConfig(batch_size=16, learning_rate=3e-3, max_steps=12, eval_every=4, save_every=4)
+    result = train(data, tmp_path, ModelConfig(hidden_size=16, attn_model="general"), config, progress=False)
+    model, tokenizer, state = load_model(tmp_path / "best.pt")
+    assert state["metrics"]["best_val_loss"] == result.best_val_loss == min(records(tmp_path, "val_loss").values())
+    assert state["normalize"] == "tutorial" and state["max_length"] == 10
+    assert tokenizer.state_dict() == data.tokenizer.state_dict()
+    # last.pt holds the final weights; rebuilt from it, the network computes what a second load does
+    model_a, _, _ = load_model(tmp_path / "last.pt")
+    model_b, _, _ = load_model(tmp_path / "last.pt")
+    src = torch.tensor([[4], [5], [2]])
+    dec = torch.tensor([[1], [6]])
+    torch.testing.assert_close(
+        model_a(src, torch.tensor([3]), dec), model_b(src, torch.tensor([3]), dec), rtol=0, atol=0
+    )
+    assert {"optimizer", "rng", "data_position"} <= set(load_checkpoint(tmp_path / "last.pt"))
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_repeats_the_uninterrupted_losses(tmp_path):
+    data_dir = write_prepared(tmp_path / "data")
+    common = [str(data_dir), *TINY_MODEL, "--batch-size", "8", "--save-every", "10", "--eval-every", "10"]
+    common += ["--log-every", "1", "--learning-rate", "3e-3", "--teacher-forcing-ratio", "0.7"]
+
+    reference = chatbot_train(*common, "--out", str(tmp_path / "ref"), "--max-steps", "60")
+    killed = chatbot_train(*common, "--out", str(tmp_path / "run"), "--max-steps", "100000")
+    wait_for_step(killed, tmp_path / "run", 25)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    saved_step = load_checkpoint(tmp_path / "run" / "last.pt")["step"]
+    assert saved_step < max(records(tmp_path / "run"))  # it ran past its checkpoint, so steps get redone
+
+    resumed = chatbot_train(*common, "--out", str(tmp_path / "run"), "--max-steps", "60", "--resume")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    out_ref, err_ref = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err_ref
+    expected, got = records(tmp_path / "ref"), records(tmp_path / "run")
+    assert sorted(got) == list(range(1, 61)) and sorted(expected) == list(range(1, 61))
+    assert [got[s] for s in range(saved_step + 1, 61)] == [expected[s] for s in range(saved_step + 1, 61)]
+    assert records(tmp_path / "run", "val_loss") == records(tmp_path / "ref", "val_loss")
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_exits(tmp_path):
+    data_dir = write_prepared(tmp_path / "data")
+    proc = chatbot_train(
+        str(data_dir), "--out", str(tmp_path / "run"), *TINY_MODEL, "--max-steps", "100000", "--log-every", "1"
+    )
+    wait_for_step(proc, tmp_path / "run", 5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in out and "Traceback" not in err
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["step"] == max(records(tmp_path / "run")) >= 5
+
+
+def test_nan_loss_stops_and_leaves_the_last_good_checkpoint_untouched(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    real_nll, calls = train_module.masked_nll, []
+
+    def nll_turning_nan(logits, target):
+        calls.append(1)
+        loss = real_nll(logits, target)
+        return loss * float("nan") if len(calls) >= 15 else loss
+
+    monkeypatch.setattr(train_module, "masked_nll", nll_turning_nan)
+    config = TrainConfig(batch_size=16, max_steps=40, eval_every=0, save_every=10, log_every=20)
+    with pytest.raises(ChatbotError, match=r"loss became nan between steps 11 and 20"):
+        train(tiny_dataset(), tmp_path, ModelConfig(hidden_size=16), config, progress=False)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["step"] == 10
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_time_budget_stops_cleanly_and_saves(tmp_path):
+    config = TrainConfig(batch_size=16, max_steps=0, time_budget_minutes=0.5 / 60, eval_every=0, save_every=0)
+    result = train(tiny_dataset(), tmp_path, ModelConfig(hidden_size=16), config, progress=False)
+    assert result.stopped_by == "time" and result.step > 0
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == result.step
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "loss.png").stat().st_size > 0
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    data_dir = write_prepared(tmp_path / "data")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"not a checkpoint")
+    for args in (["--resume"], []):  # a corrupt last.pt; an existing run without --resume
+        assert cli_main(["train", str(data_dir), "--out", str(run), *args]) == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("chatbot train: error:"), err
+    assert cli_main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "missing" in err, err
+
+
+def test_first_ctrl_c_stops_after_the_step_saves_and_exits_130(tmp_path, capsys, monkeypatch):
+    real_nll, calls = train_module.masked_nll, []
+
+    def nll_then_ctrl_c(logits, target):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 5
+        return real_nll(logits, target)
+
+    monkeypatch.setattr(train_module, "masked_nll", nll_then_ctrl_c)
+    data_dir = write_prepared(tmp_path / "data")
+    args = ["train", str(data_dir), "--out", str(tmp_path / "run"), *TINY_MODEL, "--eval-every", "0", "--no-progress"]
+    assert cli_main(args) == 130
+    assert "interrupted at step 5" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 5
+
+
+def test_resume_in_process_repeats_the_uninterrupted_losses(tmp_path):
+    torch.set_num_threads(1)
+    data_dir = write_prepared(tmp_path / "data")
+    common = [str(data_dir), *TINY_MODEL, "--batch-size", "8", "--log-every", "1", "--save-every", "7"]
+    common += ["--eval-every", "7", "--teacher-forcing-ratio", "0.5", "--no-progress"]
+    assert cli_main(["train", *common, "--out", str(tmp_path / "ref"), "--max-steps", "20"]) == 0
+    assert cli_main(["train", *common, "--out", str(tmp_path / "run"), "--max-steps", "7"]) == 0
+    assert cli_main(["train", *common, "--out", str(tmp_path / "run"), "--max-steps", "20", "--resume"]) == 0
+    assert records(tmp_path / "run") == records(tmp_path / "ref")
+    assert records(tmp_path / "run", "val_loss") == records(tmp_path / "ref", "val_loss")
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_equals_one_process_on_the_combined_batch(tmp_path):
+    data_dir = write_prepared(tmp_path / "data")
+    common = [str(data_dir), *TINY_MODEL, "--dropout", "0", "--max-steps", "6", "--eval-every", "3"]
+    common += ["--learning-rate", "3e-3", "--device", "cpu", "--num-threads", "1", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    ddp = subprocess.run(
+        [*torchrun, "-m", "chatbot", "train", *common, "--batch-size", "4", "--out", str(tmp_path / "ddp")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr
+    one = subprocess.run(
+        [sys.executable, "-m", "chatbot", "train", *common, "--batch-size", "8", "--out", str(tmp_path / "one")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr
+    a, b = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(tmp_path / "one" / "last.pt")
+    assert a["step"] == b["step"] == 6
+    # The gradients agree to float32 rounding (summation order differs); Adam divides each update by
+    # sqrt(v), which can magnify that rounding in a near-zero gradient element to ~1e-5 after 6 steps.
+    for name, tensor in b["model"].items():
+        torch.testing.assert_close(a["model"][name], tensor, atol=1e-4, rtol=0, msg=name)
+    diffs = torch.cat([(a["model"][n] - t).abs().flatten() for n, t in b["model"].items()])
+    assert (diffs <= 1e-6).float().mean() > 0.999  # all but a handful of the elements agree to 1e-6
+    assert records(tmp_path / "ddp", "val_loss") == pytest.approx(records(tmp_path / "one", "val_loss"), rel=1e-5)
