@@ -1,0 +1,115 @@
+"""Package a trained checkpoint as the shipped model: chatbot/pretrained/model.pt + MODEL_CARD.md.
+
+Keeps only what inference needs (config, weights, tokenizer, normalization, MAX_LENGTH) plus the
+training facts for the card; weights are stored in fp16 to halve the file, and the script checks
+that the fp16 model's replies to the probe prompts equal the fp32 model's before writing anything.
+
+    python scripts/ship_model.py runs/h256/best.pt --command "chatbot train ..." --hardware "..." --minutes 8.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from chatbot.checkpoint import DEFAULT_CHECKPOINT, atomic_write, build_model, load_checkpoint, save_checkpoint
+from chatbot.errors import ChatbotError
+from chatbot.evaluate import PROBES
+from chatbot.reply import Chatbot, DecodeSettings
+
+STRATEGIES = {
+    "greedy": DecodeSettings(strategy="greedy"),
+    "beam": DecodeSettings(strategy="beam"),
+    "sample": DecodeSettings(strategy="sample", temperature=0.7, top_p=0.9, seed=0),
+}
+
+
+def probe_replies(state: dict) -> dict[str, dict[str, str]]:
+    """Replies of the model in `state` to every probe prompt, per decoding strategy."""
+    model, tokenizer = build_model(state)
+    bot = Chatbot(model, tokenizer, state["normalize"], state["max_length"])
+    return {p: {name: bot.reply(p, replace(s)) for name, s in STRATEGIES.items()} for p in PROBES}
+
+
+def half_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fp16 copies of the float tensors; the shared embedding (listed under three names) stays one tensor."""
+    halves: dict[tuple, torch.Tensor] = {}
+    out = {}
+    for name, tensor in weights.items():
+        if tensor.is_floating_point():
+            # Loaded tensors that share memory are distinct objects, so key on the memory they view.
+            key = (tensor.data_ptr(), tuple(tensor.shape), tensor.stride())
+            tensor = halves.setdefault(key, tensor.half())
+        out[name] = tensor
+    return out
+
+
+def model_card(state: dict, replies: dict, args: argparse.Namespace, size_mb: float) -> str:
+    """The Markdown model card shipped beside the weights."""
+    c, t, m = state["model_config"], state.get("train_config", {}), state.get("metrics", {})
+    rows = "\n".join(f"| {p} | {r['greedy']} | {r['beam']} | {r['sample']} |" for p, r in replies.items())
+    return f"""# Shipped model
+
+The model `chatbot serve` and `chatbot chat` use when no `--checkpoint` is given. Packaged by
+`scripts/ship_model.py` from `{args.checkpoint}`; every earlier version stays in the git history.
+
+| what | value |
+|---|---|
+| data | `../shared/data/cornell/pairs_all_movies.tsv` (Cornell Movie-Dialogs, 145,685 query/response rows from all 617 movies) |
+| preparation | `{args.prepare_command}` |
+| tokenizer | {state["tokenizer"]["kind"]}, {c["vocab_size"]:,} ids (PAD, SOS, EOS, UNK + words seen >= 3 times in the training split); normalization `{state["normalize"]}`; MAX_LENGTH {state["max_length"]} |
+| network | `Seq2Seq`: shared embedding, bidirectional {c["encoder_n_layers"]}-layer GRU encoder, {c["decoder_n_layers"]}-layer GRU decoder, `{c["attn_model"]}` Luong attention, hidden {c["hidden_size"]}, dropout {c["dropout"]} |
+| training command | `{args.command}` |
+| optimizer | Adam, lr {t.get("learning_rate")} (decoder x{t.get("decoder_learning_ratio")}), batch {t.get("batch_size")}, clip {t.get("clip")}, teacher forcing {t.get("teacher_forcing_ratio")} |
+| steps | {state.get("step")} (epoch {state.get("epoch")}; the checkpoint with the best validation loss) |
+| time and hardware | {args.minutes} minutes to this checkpoint on {args.hardware} |
+| validation | loss {m.get("val_loss", float("nan")):.4f}, perplexity {m.get("val_ppl", float("nan")):.2f} (valid split, 2,124 pairs, UNK counted as a word) |
+| file | `model.pt`, {size_mb:.1f} MB, fp16 weights (replies to the probes below identical to the fp32 checkpoint's) |
+
+## Replies to the probe prompts
+
+Default settings of greedy and beam; `sample` with temperature 0.7, top-p 0.9, seed 0.
+
+| prompt | greedy | beam | sample |
+|---|---|---|---|
+{rows}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="a checkpoint written by `chatbot train` (usually RUN/best.pt)")
+    parser.add_argument("--out", default=str(DEFAULT_CHECKPOINT), help="where to write the shipped model")
+    parser.add_argument("--command", required=True, help="the exact `chatbot train` command, for the card")
+    parser.add_argument("--prepare-command", required=True, help="the exact `chatbot prepare` command")
+    parser.add_argument("--hardware", required=True, help="where it was trained, for the card")
+    parser.add_argument("--minutes", required=True, help="wall minutes of training to this checkpoint")
+    args = parser.parse_args(argv)
+    try:
+        state = load_checkpoint(args.checkpoint)
+    except ChatbotError as err:
+        print(f"ship_model: error: {err}", file=sys.stderr)
+        return 1
+    keep = ("model_config", "tokenizer", "normalize", "max_length", "train_config", "step", "epoch", "metrics")
+    shipped = {k: state[k] for k in keep if k in state}
+    shipped["model"] = half_weights(state["model"])
+    replies = probe_replies(state)
+    if probe_replies(shipped) != replies:
+        print("ship_model: error: fp16 weights change the replies; not shipping", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    save_checkpoint(out, shipped)
+    size_mb = out.stat().st_size / 1e6
+    card = model_card(state, replies, args, size_mb)
+    atomic_write(out.parent / "MODEL_CARD.md", lambda f: f.write(card.encode()))
+    print(f"wrote {out} ({size_mb:.1f} MB) and {out.parent / 'MODEL_CARD.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    sys.exit(main())
