@@ -9,11 +9,16 @@ $(BIN)/python:
 
 .PHONY: install install-dev chat test test-slow test-browser test-all lint browser-deps
 
-install: $(BIN)/python
+# Stamp files: pip runs again only when pyproject.toml changes, so a second `make chat` starts at once.
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	touch $@
 
-install-dev: $(BIN)/python
+install-dev: $(VENV)/.installed-dev
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
+	touch $@ $(VENV)/.installed
 
 chat: install
 	$(BIN)/chatbot serve

@@ -50,6 +50,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--beam-width", type=int, default=DEFAULTS.beam_width, help="beam width (beam)")
     p.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="temperature (sample)")
     p.add_argument("--top-p", type=float, default=DEFAULTS.top_p, help="top-p (sample)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds before a request counts as an error")
     p.add_argument("--concurrency-limit", type=int, default=2, help="the started server's --concurrency-limit")
     return p.parse_args()
 
@@ -68,7 +69,11 @@ def main() -> int:
         # One SSL context for all: httpx otherwise builds one (loading the CA bundle) for every request, even
         # over plain http, which cost ~0.1 s of client CPU per message here and showed up as server latency.
         tls = ssl.create_default_context()
-        clients = [Client(url, verbose=False, ssl_verify=tls) for _ in range(args.clients)]
+        # gradio_client gives up on a request after 20 s by default; a slow reply is latency, not an error.
+        clients = [
+            Client(url, verbose=False, ssl_verify=tls, httpx_kwargs={"timeout": args.timeout})
+            for _ in range(args.clients)
+        ]
         latencies: list[float] = []
         errors: list[str] = []
         lock = threading.Lock()

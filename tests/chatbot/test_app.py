@@ -105,16 +105,12 @@ def test_respond_answers_hostile_input(respond, name):
         assert partials == [EMPTY_MESSAGE]
 
 
-def test_missing_checkpoint_is_one_line(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "chatbot", "serve", "--checkpoint", str(tmp_path / "none.pt")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-    assert proc.returncode == 1
-    assert proc.stderr.strip().count("\n") == 0 and "checkpoint not found" in proc.stderr
+def test_missing_checkpoint_is_one_line(tmp_path, capsys):
+    from chatbot.cli import main
+
+    assert main(["serve", "--checkpoint", str(tmp_path / "none.pt")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint not found" in err and "Traceback" not in err
 
 
 # --- the real server (browser tier) ------------------------------------------------------------
@@ -125,7 +121,8 @@ def server(tiny_checkpoint):
     """`chatbot serve` in a child process on a free port -> (process, url)."""
     from chatbot.app import free_port
 
-    proc, url = start_server(["--checkpoint", str(tiny_checkpoint), "--port", str(free_port())])
+    # Generous: on the shared 2-core machine under load, importing torch and Gradio took 2.5 minutes.
+    proc, url = start_server(["--checkpoint", str(tiny_checkpoint), "--port", str(free_port())], timeout=600)
     yield proc, url
     proc.terminate()
     proc.wait(timeout=30)
@@ -153,7 +150,7 @@ def test_turns_with_every_setting(server, strategy, beam_width, temperature, top
 @pytest.mark.browser
 def test_reply_streams_over_the_api(client):
     job = client.submit("hello there", "greedy", 5, 1.0, 1.0, api_name="/chat")
-    final = job.result(timeout=60)
+    final = job.result(timeout=300)
     outputs = job.outputs()
     assert len(outputs) > 1 and outputs[-1] == final
     assert all(b.startswith(a) for a, b in pairwise(outputs))
@@ -183,7 +180,7 @@ def test_busy_port_is_one_line(server, tiny_checkpoint):
         capture_output=True,
         text=True,
         cwd=REPO,
-        timeout=120,
+        timeout=600,
     )
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
@@ -202,6 +199,7 @@ def page():
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")))
         page = browser.new_page(viewport={"width": 1000, "height": 760})
+        page.set_default_timeout(120_000)  # the shared 2-core machine can be very slow under load
         yield page
         browser.close()
 
@@ -216,7 +214,7 @@ WATCH_BOT = """() => {
 }"""
 
 
-def wait_for_reply(page, n: int, timeout: float = 30.0) -> str:
+def wait_for_reply(page, n: int, timeout: float = 120.0) -> str:
     """Wait until the n-th bot message is non-empty and has stopped changing for a second -> its text."""
     page.wait_for_function(
         f"() => {{ const b = document.querySelectorAll('[data-testid=\"bot\"]'); "
@@ -243,7 +241,7 @@ def send(page, text: str) -> None:
 @pytest.mark.browser
 def test_chat_in_a_real_browser(server, page, tmp_path):
     page.goto(server[1], wait_until="load")
-    page.get_by_placeholder("Type a message and press Enter").wait_for(timeout=30_000)  # the tab has loaded
+    page.get_by_placeholder("Type a message and press Enter").wait_for()  # the tab has loaded
     page.evaluate(WATCH_BOT)
 
     send(page, "hello")
@@ -269,7 +267,7 @@ def test_screenshot_of_the_shipped_model(page):
         pytest.skip(f"the shipped model {DEFAULT_CHECKPOINT} is not in this checkout")
     from chatbot.app import free_port
 
-    proc, url = start_server(["--port", str(free_port())])
+    proc, url = start_server(["--port", str(free_port())], timeout=600)
     try:
         page.goto(url, wait_until="load")
         for n, text in enumerate(["hello", "where are you going?", "what is your name?"], start=1):
