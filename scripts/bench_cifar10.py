@@ -2,7 +2,7 @@
 
 Both train the same net from the same initialisation on the same .npz data, in one run, one after
 the other. Wall and CPU (process) seconds are both reported: on a shared machine the wall clock
-also measures the neighbours. Training time excludes test evaluation (after every epoch for the tutorial loop, after every half epoch for
+also measures the neighbours. Training time excludes test evaluation (after every epoch for the tutorial loop, after every quarter epoch for
 the fast path). The fast path's time includes turning the uint8 arrays into one normalised tensor.
 
 Run: `python scripts/bench_cifar10.py --data ../shared/data/cifar10/cifar10_subset_uint8.npz`

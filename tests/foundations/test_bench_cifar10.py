@@ -33,7 +33,7 @@ def test_bench_runs_both_paths_on_a_tiny_npz(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| tutorial loop (PIL + DataLoader) | 4 |" in out and "| fast path (tensors on the device) | 64 |" in out
     assert "ratio (fast-path time" in out or "did not reach" in out
-    assert out.count("  fast epoch ") == 4  # accuracy checked every half epoch: 2 epochs x 2
+    assert out.count("  fast epoch ") == 8  # accuracy checked every quarter epoch: 2 epochs x 4
 
 
 def test_bench_says_when_the_data_is_missing(tmp_path, capsys):
