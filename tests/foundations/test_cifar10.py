@@ -74,13 +74,27 @@ def test_fast_path_learns_the_same_data(tiny_npz):
     x, y = cifar10.to_normalized_tensor(trainset.images, device), torch.from_numpy(trainset.labels)
     torch.manual_seed(0)
     net = cifar10.Net()
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    cfg = cifar10.FastConfig(epochs=8)
+    opt, scheduler = cifar10.make_fast_optimizer(net, cfg, steps_per_epoch=-(-len(y) // cfg.batch_size))
     g = torch.Generator().manual_seed(0)
-    losses = [cifar10.train_fast_epoch(net, opt, x, y, 32, g) for _ in range(8)]
+    losses = [cifar10.train_fast_epoch(net, opt, x, y, cfg.batch_size, g, scheduler) for _ in range(cfg.epochs)]
     assert losses[-1] < losses[0]
     predicted = cifar10.predict_tensors(net, cifar10.to_normalized_tensor(testset.images, device))
     accuracy, _ = cifar10.accuracy_report(predicted, torch.from_numpy(testset.labels))
     assert accuracy >= 0.6  # chance is 0.25
+
+
+def test_fast_schedule_warms_up_to_the_peak_then_anneals():
+    cfg = cifar10.FastConfig()
+    opt, scheduler = cifar10.make_fast_optimizer(cifar10.Net(), cfg, steps_per_epoch=100)
+    rates = []
+    for _ in range(100 * cfg.epochs):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    peak = max(range(len(rates)), key=rates.__getitem__)
+    assert rates[0] < cfg.learning_rate / 10 and rates[-1] < cfg.learning_rate / 100
+    assert abs(rates[peak] - cfg.learning_rate) < 1e-9 and abs(peak / len(rates) - cfg.warmup) < 0.01
 
 
 @pytest.mark.parametrize("extra", [[], ["--fast"]])
