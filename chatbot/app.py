@@ -61,6 +61,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="torch threads per reply; replies already run side by side, and more threads fight over the cores",
     )
     parser.add_argument("--max-queue", type=int, default=64, help="requests allowed to wait; more are turned away")
+    parser.add_argument(
+        "--stream-interval",
+        type=float,
+        default=STREAM_INTERVAL,
+        help="seconds between streamed updates of a reply (0 = every token)",
+    )
 
 
 def message_text(content: Any) -> str:
@@ -85,7 +91,7 @@ def settings_from_inputs(strategy: str, beam_width: float, temperature: float, t
     )
 
 
-def make_respond(bot: Chatbot):
+def make_respond(bot: Chatbot, stream_interval: float = STREAM_INTERVAL):
     """The ChatInterface function: (message, history, *settings) -> the growing reply."""
 
     def respond(
@@ -95,9 +101,11 @@ def make_respond(bot: Chatbot):
         if not text.strip():
             yield EMPTY_MESSAGE
             return
-        partial, shown, last = "", "", 0.0
+        # The first update waits stream_interval too: a reply decoded faster than that goes out as one event
+        # (measured with scripts/bench_serve.py: p99 1.3 s -> 0.76 s, as every event costs the server work).
+        partial, shown, last = "", "", time.monotonic()
         for partial in bot.reply_stream(text, settings_from_inputs(strategy, beam_width, temperature, top_p)):
-            if time.monotonic() - last >= STREAM_INTERVAL:
+            if time.monotonic() - last >= stream_interval:
                 yield partial
                 shown, last = partial, time.monotonic()
         if not partial.strip():
@@ -141,12 +149,12 @@ def plain_text_chatbot(**kwargs: Any):
     return chat
 
 
-def build_demo(bot: Chatbot, concurrency_limit: int = 2):
+def build_demo(bot: Chatbot, concurrency_limit: int = 2, stream_interval: float = STREAM_INTERVAL):
     """The chat tab (a `gr.ChatInterface`) for an already loaded `Chatbot`."""
     import gradio as gr
 
     return gr.ChatInterface(
-        make_respond(bot),
+        make_respond(bot, stream_interval),
         chatbot=plain_text_chatbot(placeholder="Ask the movie-dialogue bot something."),
         textbox=gr.Textbox(placeholder="Type a message and press Enter", max_lines=4, submit_btn=True),
         additional_inputs=[
@@ -175,7 +183,7 @@ def run(args: argparse.Namespace) -> None:
     # thread and 460 ms with two (the extra threads spin-wait while other requests hold the cores).
     torch.set_num_threads(args.torch_threads)
     bot = Chatbot.from_checkpoint(args.checkpoint, device=args.device)
-    demo = build_demo(bot, args.concurrency_limit)
+    demo = build_demo(bot, args.concurrency_limit, args.stream_interval)
     demo.queue(max_size=args.max_queue, default_concurrency_limit=args.concurrency_limit)
     try:
         _, local_url, share_url = demo.launch(

@@ -63,7 +63,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def respond(tiny_checkpoint):
-    return make_respond(Chatbot.from_checkpoint(tiny_checkpoint))
+    return make_respond(Chatbot.from_checkpoint(tiny_checkpoint), stream_interval=0.0)  # every token, to see them
 
 
 # --- the respond function, in process (quick tier) ---------------------------------------------
@@ -97,6 +97,13 @@ def test_respond_streams_growing_prefixes(respond, history):
     assert partials[-1].strip()
 
 
+def test_updates_are_throttled_to_the_stream_interval(tiny_checkpoint, respond):
+    """A reply decoded within one interval is sent as one update, the same final text as unthrottled."""
+    slow = make_respond(Chatbot.from_checkpoint(tiny_checkpoint), stream_interval=3600.0)
+    partials = list(slow("how are you?", [], "greedy", 5, 1.0, 1.0))
+    assert partials == [list(respond("how are you?", [], "greedy", 5, 1.0, 1.0))[-1]]
+
+
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_respond_answers_hostile_input(respond, name):
     partials = list(respond(HOSTILE[name], [], "greedy", 5, 1.0, 1.0))
@@ -122,7 +129,10 @@ def server(tiny_checkpoint):
     from chatbot.app import free_port
 
     # Generous: on the shared 2-core machine under load, importing torch and Gradio took 2.5 minutes.
-    proc, url = start_server(["--checkpoint", str(tiny_checkpoint), "--port", str(free_port())], timeout=600)
+    # --stream-interval 0: every token is an update, so streaming is visible even with a fast tiny model.
+    proc, url = start_server(
+        ["--checkpoint", str(tiny_checkpoint), "--port", str(free_port()), "--stream-interval", "0"], timeout=600
+    )
     yield proc, url
     proc.terminate()
     proc.wait(timeout=30)
