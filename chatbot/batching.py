@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 
@@ -21,26 +22,52 @@ Example = tuple[list[int], list[int]]  # (source ids, target ids), both ending i
 
 @dataclass
 class Batch:
-    """One padded batch. `lengths` stays on the CPU, as `pack_padded_sequence` requires."""
+    """One padded batch, sorted by source length (longest first). `lengths` stays on the CPU, as
+    `pack_padded_sequence` requires."""
 
     input_seq: torch.Tensor  # (Ts, B) source ids, PAD 0
-    lengths: torch.Tensor  # (B,) source lengths, CPU
+    lengths: torch.Tensor  # (B,) source lengths, CPU, non-increasing
     decoder_input: torch.Tensor  # (Tt, B) SOS + target[:-1]
     target: torch.Tensor  # (Tt, B) target ids, PAD 0
     mask: torch.Tensor  # (Tt, B) True on real target tokens
     n_tokens: int  # mask.sum(): target tokens the loss is averaged over
+    # (N,) flat positions t * B + b of mask's True entries, found on the CPU: gathering with them
+    # (instead of indexing with `mask`) never makes a GPU wait for the host to learn N.
+    token_index: torch.Tensor
 
     def to(self, device: str | torch.device) -> Batch:
-        """Move the tensors (not `lengths`) to `device`."""
-        nb = torch.device(device).type == "cuda"  # pinned-free async copies are safe for CUDA only
+        """Move the tensors (not `lengths`) to `device`; to a GPU from pinned memory, without waiting."""
+        cuda = torch.device(device).type == "cuda"
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            # A copy from pinned memory runs in the background; from pageable memory the host would wait.
+            return t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device)
+
         return Batch(
-            self.input_seq.to(device, non_blocking=nb),
+            move(self.input_seq),
             self.lengths,
-            self.decoder_input.to(device, non_blocking=nb),
-            self.target.to(device, non_blocking=nb),
-            self.mask.to(device, non_blocking=nb),
+            move(self.decoder_input),
+            move(self.target),
+            move(self.mask),
             self.n_tokens,
+            move(self.token_index),
         )
+
+
+@dataclass
+class PairTensors:
+    """Every pair padded once, so that building a batch is indexing, not a Python loop over pairs.
+
+    A Python loop over 1,024 pairs takes 10-30 ms, longer than a whole training step on a GPU.
+    """
+
+    source: torch.Tensor  # (N, Ls) source ids, PAD 0
+    source_lengths: torch.Tensor  # (N,)
+    target: torch.Tensor  # (N, Lt) target ids, PAD 0
+    target_lengths: torch.Tensor  # (N,)
+
+    def __len__(self) -> int:
+        return self.source.size(0)
 
 
 def encode_pairs(pairs: Sequence[tuple[str, str]], tokenizer: Tokenizer) -> list[Example]:
@@ -48,22 +75,43 @@ def encode_pairs(pairs: Sequence[tuple[str, str]], tokenizer: Tokenizer) -> list
     return [(tokenizer.encode(q) + [EOS_token], tokenizer.encode(r) + [EOS_token]) for q, r in pairs]
 
 
-def pad(seqs: Sequence[list[int]]) -> torch.Tensor:
-    """Lists of ids -> (T, B) tensor padded with PAD 0 (the tutorial's zeroPadding, without zip_longest)."""
-    out = torch.full((max(len(s) for s in seqs), len(seqs)), PAD_token, dtype=torch.long)
-    for b, s in enumerate(seqs):
-        out[: len(s), b] = torch.tensor(s, dtype=torch.long)
-    return out
+def pad(seqs: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lists of ids -> (N, L) tensor padded with PAD 0 (the tutorial's zeroPadding, batch-major), lengths (N,)."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    out = torch.full((len(seqs), int(lengths.max()) if len(seqs) else 0), PAD_token, dtype=torch.long)
+    # Boolean-mask assignment fills row by row, in the order of the flattened sequences.
+    out[torch.arange(out.size(1)) < lengths.unsqueeze(1)] = torch.tensor(
+        list(chain.from_iterable(seqs)), dtype=torch.long
+    )
+    return out, lengths
+
+
+def tensorize(examples: Sequence[Example]) -> PairTensors:
+    """(source ids, target ids) pairs -> `PairTensors`."""
+    source, source_lengths = pad([src for src, _ in examples])
+    target, target_lengths = pad([tgt for _, tgt in examples])
+    return PairTensors(source, source_lengths, target, target_lengths)
+
+
+def gather_batch(pairs: PairTensors, index: torch.Tensor) -> Batch:
+    """Pairs `index` (B,) -> a `Batch`, sorted longest source first (as the tutorial's batch2TrainData),
+    which lets the encoder pack it without a sort on the device."""
+    index = index[torch.argsort(pairs.source_lengths[index], descending=True, stable=True)]
+    lengths = pairs.source_lengths[index]  # (B,)
+    target_lengths = pairs.target_lengths[index]  # (B,)
+    input_seq = pairs.source[index, : int(lengths[0])].T.contiguous()  # (Ts, B)
+    target = pairs.target[index, : int(target_lengths.max())].T.contiguous()  # (Tt, B)
+    decoder_input = torch.cat([torch.full((1, target.size(1)), SOS_token, dtype=torch.long), target[:-1]])
+    mask = torch.arange(target.size(0)).unsqueeze(1) < target_lengths  # (Tt, B)
+    token_index = mask.flatten().nonzero().squeeze(1)  # (N,)
+    return Batch(input_seq, lengths, decoder_input, target, mask, token_index.numel(), token_index)
 
 
 def make_batch(examples: Sequence[Example]) -> Batch:
-    """The tutorial's batch2TrainData, minus its sort by length (the encoder packs unsorted batches)."""
-    input_seq = pad([src for src, _ in examples])  # (Ts, B)
-    lengths = torch.tensor([len(src) for src, _ in examples], dtype=torch.long)
-    target = pad([tgt for _, tgt in examples])  # (Tt, B)
-    decoder_input = torch.cat([torch.full((1, target.size(1)), SOS_token, dtype=torch.long), target[:-1]])
-    mask = target != PAD_token
-    return Batch(input_seq, lengths, decoder_input, target, mask, int(mask.sum()))
+    """The tutorial's batch2TrainData: pad, sort by source length, build decoder input and mask."""
+    if not examples:
+        raise ValueError("cannot make a batch of no examples")
+    return gather_batch(tensorize(examples), torch.arange(len(examples)))
 
 
 def epoch_order(n: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
@@ -86,11 +134,13 @@ def num_batches(n_examples: int, batch_size: int, world_size: int = 1) -> int:
 
 
 def iterate_batches(
-    examples: Sequence[Example], order: Sequence[int], batch_size: int, start: int = 0
+    examples: PairTensors | Sequence[Example], order: Sequence[int], batch_size: int, start: int = 0
 ) -> Iterator[Batch]:
     """Batches of `examples` in `order`, from batch index `start` on (for resuming mid-epoch)."""
+    pairs = examples if isinstance(examples, PairTensors) else tensorize(examples)
+    order = torch.as_tensor(order, dtype=torch.long)
     for i in range(start * batch_size, len(order), batch_size):
-        yield make_batch([examples[j] for j in order[i : i + batch_size]])
+        yield gather_batch(pairs, order[i : i + batch_size])
 
 
 def eval_order(examples: Sequence[Example], rank: int = 0, world_size: int = 1) -> list[int]:

@@ -5,7 +5,7 @@ V = vocabulary size. Tutorial bugs fixed here, each marked "fix:" where it happe
 - padded source positions received attention weight (softmax over pad outputs);
 - `concat` attention's vector `v` was uninitialised memory (`torch.FloatTensor(hidden_size)`);
 - the decoder returned softmax probabilities that the loss then logged (unstable); we return logits;
-- the encoder needed batches sorted by length (`enforce_sorted=False` lifts that).
+- the encoder needed batches sorted by length (unsorted ones are packed with `enforce_sorted=False`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ class ModelConfig:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+def select_positions(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """x (T, B, ...) at the positions `where`: a (T, B) bool mask, or the (N,) flat indices t * B + b
+    of its True entries -> (N, ...), in the same (row-major) order either way."""
+    if where.dtype == torch.bool:
+        return x[where]
+    return x.flatten(0, 1).index_select(0, where)
+
+
 class EncoderRNN(nn.Module):
     """Bidirectional GRU over packed sequences; the two directions are summed."""
 
@@ -58,8 +66,12 @@ class EncoderRNN(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """input_seq (T, B) ids, input_lengths (B,) on the CPU -> outputs (T, B, H), hidden (2*L, B, H)."""
         embedded = self.embedding(input_seq)  # (T, B, H)
-        # fix: enforce_sorted=False, so batches need not be sorted by length; lengths must live on the CPU.
-        packed = pack_padded_sequence(embedded, input_lengths.cpu(), enforce_sorted=False)
+        lengths = input_lengths.cpu()  # pack_padded_sequence wants them on the CPU
+        # fix: the tutorial's batches had to be sorted by length; unsorted ones are packed with
+        # enforce_sorted=False. Sorted ones (as `make_batch` makes) skip that sort, whose index
+        # round trip to the device and back would make a GPU step wait for the host twice.
+        is_sorted = bool((lengths[:-1] >= lengths[1:]).all())
+        packed = pack_padded_sequence(embedded, lengths, enforce_sorted=is_sorted)
         outputs, hidden = self.gru(packed, hidden)
         outputs, _ = pad_packed_sequence(outputs, total_length=input_seq.size(0))  # (T, B, 2H)
         outputs = outputs[:, :, : self.hidden_size] + outputs[:, :, self.hidden_size :]  # sum directions
@@ -208,7 +220,9 @@ class Seq2Seq(nn.Module):
         teacher_forcing: bool = True,
     ) -> torch.Tensor:
         """input_seq (Ts, B), decoder_input (Tt, B) = SOS + target[:-1] -> logits (Tt, B, V),
-        or (N, V) for the N positions where target_mask (Tt, B) is True.
+        or (N, V) for the N positions where target_mask (Tt, B) is True. target_mask may also be
+        those positions' (N,) flat indices t * B + b (`Batch.token_index`), which a GPU can gather
+        without waiting for the host to count them.
 
         With teacher forcing (the fast path) the decoder runs over the whole target in one call.
         Without it, the decoder runs step by step on its own greedy output, as the tutorial's
@@ -219,7 +233,7 @@ class Seq2Seq(nn.Module):
             features, _, _ = self.decoder.features(decoder_input, hidden, encoder_outputs, src_mask)  # (Tt, B, H)
             if target_mask is not None:
                 # Skip the output layer (the biggest matmul) on padded target positions.
-                features = features[target_mask]  # (N, H)
+                features = select_positions(features, target_mask)  # (N, H)
             return self.decoder.out(features)
         steps = []
         step_input = decoder_input[:1]  # (1, B)
@@ -228,4 +242,4 @@ class Seq2Seq(nn.Module):
             steps.append(step_logits)
             step_input = step_logits.argmax(dim=-1).detach()  # (1, B)
         logits = torch.cat(steps)  # (Tt, B, V)
-        return logits if target_mask is None else logits[target_mask]
+        return logits if target_mask is None else select_positions(logits, target_mask)

@@ -36,10 +36,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chatbot.batching import Batch, encode_pairs, epoch_order, eval_order, iterate_batches, num_batches
+from chatbot.batching import Batch, encode_pairs, epoch_order, eval_order, iterate_batches, num_batches, tensorize
 from chatbot.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from chatbot.errors import ChatbotError
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model import ModelConfig, Seq2Seq, select_positions
 
 
 @dataclass
@@ -135,8 +135,8 @@ def train_step(
     """One optimizer step on a (device) batch; returns the batch's summed NLL (detached, no sync)."""
     optimizer.zero_grad(set_to_none=True)
     with autocast:
-        logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.mask, teacher_forcing)  # (N, V)
-    nll = masked_nll(logits, batch.target[batch.mask])
+        logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.token_index, teacher_forcing)
+    nll = masked_nll(logits, select_positions(batch.target, batch.token_index))  # logits (N, V), target (N,)
     (nll / normalizer).backward()
     # As the tutorial: the encoder's and the decoder's gradients are clipped separately.
     for group in optimizer.param_groups:
@@ -162,8 +162,8 @@ def evaluate(
     for batch in iterate_batches(examples, eval_order(examples, rank, world_size), batch_size):
         batch = batch.to(device)
         with autocast:
-            logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.mask)
-        total[0] += masked_nll(logits, batch.target[batch.mask])
+            logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.token_index)
+        total[0] += masked_nll(logits, select_positions(batch.target, batch.token_index))
         total[1] += batch.n_tokens
     if world_size > 1:
         dist.all_reduce(total)
@@ -292,7 +292,7 @@ def train(
     main_process = rank == 0
 
     tokenizer = dataset.tokenizer
-    examples = encode_pairs(dataset.train, tokenizer)
+    examples = tensorize(encode_pairs(dataset.train, tokenizer))  # padded once: batches are then slices
     valid = encode_pairs(dataset.valid, tokenizer)
     if len(examples) < world_size:
         raise ChatbotError(f"the training split has {len(examples)} pairs; need at least {world_size}")

@@ -25,3 +25,12 @@ def cuda():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     return torch.device("cuda")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request):
+    """Each device a test should pass on: the CPU always, CUDA in the `gpu` tier (skipped without it)."""
+    torch = pytest.importorskip("torch")
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    return torch.device(request.param)

@@ -2,7 +2,16 @@
 
 import torch
 
-from chatbot.batching import encode_pairs, epoch_order, eval_order, iterate_batches, make_batch, num_batches
+from chatbot.batching import (
+    encode_pairs,
+    epoch_order,
+    eval_order,
+    gather_batch,
+    iterate_batches,
+    make_batch,
+    num_batches,
+    tensorize,
+)
 from chatbot.tokenizer import EOS_token, PAD_token, SOS_token
 from tests.chatbot.tiny_data import tiny_dataset
 
@@ -18,6 +27,56 @@ def test_make_batch_shapes_padding_and_decoder_input():
     assert batch.decoder_input[:, 1].tolist() == [SOS_token, 9, 10, 11]
     assert batch.mask[:, 0].tolist() == [True, True, False, False]
     assert batch.n_tokens == 2 + 4
+
+
+def random_examples(n: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(0, 10, (n, 2), generator=g).tolist()
+    return [
+        (
+            torch.randint(4, 50, (a,), generator=g).tolist() + [EOS_token],
+            torch.randint(4, 50, (b,), generator=g).tolist() + [EOS_token],
+        )
+        for a, b in lengths
+    ]
+
+
+def test_make_batch_sorts_by_source_length_and_keeps_pairs_together():
+    examples = random_examples(40)
+    batch = make_batch(examples)
+    lengths = batch.lengths.tolist()
+    assert lengths == sorted(lengths, reverse=True)  # the tutorial's order: longest source first
+    columns = []
+    for b in range(batch.input_seq.size(1)):
+        src = batch.input_seq[: lengths[b], b].tolist()
+        tgt = batch.target[batch.mask[:, b], b].tolist()
+        assert (batch.input_seq[lengths[b] :, b] == PAD_token).all() and (
+            batch.target[~batch.mask[:, b], b] == PAD_token
+        ).all()
+        columns.append((src, tgt))
+    assert sorted(columns) == sorted(examples)  # every pair once, source and target still matched
+
+
+def test_token_index_lists_the_real_target_positions_in_mask_order():
+    batch = make_batch(random_examples(33, seed=1))
+    Tt, B = batch.target.shape
+    assert batch.token_index.dtype == torch.long and batch.n_tokens == int(batch.mask.sum()) == len(batch.token_index)
+    assert batch.token_index.tolist() == [t * B + b for t in range(Tt) for b in range(B) if batch.mask[t, b]]
+    assert (batch.target.flatten()[batch.token_index] == batch.target[batch.mask]).all()
+
+
+def test_batches_sliced_from_pair_tensors_equal_batches_built_from_lists():
+    examples = random_examples(50, seed=2)
+    pairs = tensorize(examples)
+    assert len(pairs) == 50 and pairs.source.shape == (50, max(len(s) for s, _ in examples))
+    order = epoch_order(50, 0, seed=3)
+    batches = zip(iterate_batches(pairs, order, 16), iterate_batches(examples, order, 16), strict=True)
+    for i, (sliced, listed) in enumerate(batches):
+        direct = make_batch([examples[j] for j in order[i * 16 : (i + 1) * 16]])
+        for got in (sliced, listed, gather_batch(pairs, torch.tensor(order[i * 16 : (i + 1) * 16]))):
+            for name in ("input_seq", "lengths", "decoder_input", "target", "mask", "token_index"):
+                assert torch.equal(getattr(got, name), getattr(direct, name)), name
+            assert got.n_tokens == direct.n_tokens
 
 
 def test_encode_pairs_appends_eos():

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from chatbot.batching import make_batch as make_train_batch
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model import ModelConfig, Seq2Seq, select_positions
 from chatbot.tokenizer import EOS_token, PAD_token, SOS_token
 
 
@@ -98,14 +98,38 @@ def test_fast_path_equals_step_by_step_loss_and_every_gradient(attn):
         torch.testing.assert_close(fast_grads[name], p.grad, atol=1e-5, rtol=0, msg=name)
 
 
-def test_masked_forward_is_full_logits_at_real_tokens():
+@pytest.mark.parametrize("teacher_forcing", [True, False])
+def test_masked_forward_is_full_logits_at_real_tokens(teacher_forcing):
     torch.manual_seed(0)
     model = Seq2Seq(ModelConfig(vocab_size=40, hidden_size=16)).eval()
     batch = random_batch(40, seed=1)
-    full = model(batch.input_seq, batch.lengths, batch.decoder_input)  # (Tt, B, V)
-    masked = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.mask)  # (N, V)
+    args = (batch.input_seq, batch.lengths, batch.decoder_input)
+    full = model(*args, None, teacher_forcing)  # (Tt, B, V)
+    masked = model(*args, batch.mask, teacher_forcing)  # (N, V)
+    indexed = model(*args, batch.token_index, teacher_forcing)  # (N, V), gathered by flat index
     assert full.shape == (*batch.target.shape, 40) and masked.shape == (batch.n_tokens, 40)
     torch.testing.assert_close(masked, full[batch.mask])
+    torch.testing.assert_close(indexed, masked, rtol=0, atol=0)
+
+
+def test_select_positions_by_mask_or_by_flat_index_agree():
+    x = torch.randn(5, 3, 2)
+    mask = torch.rand(5, 3) < 0.5
+    by_index = select_positions(x, mask.flatten().nonzero().squeeze(1))
+    assert torch.equal(select_positions(x, mask), by_index) and by_index.shape == (int(mask.sum()), 2)
+
+
+def test_encoder_gives_each_sequence_the_same_outputs_sorted_or_not():
+    # Sorted batches are packed without a sort (enforce_sorted=True), unsorted ones with one.
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(vocab_size=30, hidden_size=16, dropout=0.0)).eval()
+    src, lengths = make_batch(30, [6, 5, 3, 3, 1])  # non-increasing
+    perm = torch.tensor([2, 0, 4, 1, 3])
+    out_sorted, hidden_sorted, _ = model.encode(src, lengths)
+    out_mixed, hidden_mixed, _ = model.encode(src[:, perm], lengths[perm])
+    torch.testing.assert_close(out_mixed, out_sorted[:, perm])
+    torch.testing.assert_close(hidden_mixed, hidden_sorted[:, perm])
+    assert (out_sorted[3:, 2] == 0).all()  # past a sequence's end the packed encoder outputs zeros
 
 
 def test_without_teacher_forcing_the_decoder_feeds_back_its_greedy_output():

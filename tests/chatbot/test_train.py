@@ -243,3 +243,38 @@ def test_bf16_training_on_cuda_saves_a_checkpoint_that_loads_on_cpu(tmp_path, cu
     assert math.isfinite(result.val_loss) and result.val_loss < records(tmp_path, "val_loss")[10] + 1e-6
     model, _, _ = load_model(tmp_path / "last.pt", device="cpu")
     assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+@pytest.mark.gpu
+def test_a_cuda_training_step_never_waits_for_the_host(cuda):
+    """The forward pass, the loss, clipping and the optimizer step queue work without a host sync.
+
+    Backward is left out of the check: it is PyTorch's own kernels (a sync there is not ours to fix).
+    """
+    from chatbot.batching import encode_pairs, iterate_batches, tensorize
+    from chatbot.model import Seq2Seq, select_positions
+    from chatbot.train import make_optimizer, masked_nll
+
+    data = tiny_dataset()
+    pairs = tensorize(encode_pairs(data.train, data.tokenizer))
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(vocab_size=len(data.tokenizer), hidden_size=32)).to(cuda)
+    optimizer = make_optimizer(model, TrainConfig(), cuda)
+    for i, batch in enumerate(iterate_batches(pairs, list(range(len(pairs))), 16)):
+        checked = i > 0  # the first step initialises cuDNN and the optimizer state
+        torch.cuda.set_sync_debug_mode("error" if checked else 0)
+        try:
+            batch = batch.to(cuda)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.token_index)
+            nll = masked_nll(logits, select_positions(batch.target, batch.token_index))
+            torch.cuda.set_sync_debug_mode(0)
+            (nll / batch.n_tokens).backward()
+            torch.cuda.set_sync_debug_mode("error" if checked else 0)
+            for group in optimizer.param_groups:
+                torch.nn.utils.clip_grad_norm_(group["params"], 50.0)
+            optimizer.step()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    assert math.isfinite(nll.item())

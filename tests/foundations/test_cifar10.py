@@ -58,22 +58,22 @@ def test_accuracy_report_counts_a_short_last_batch():
     assert per_class[0] == 0.5 and per_class[1] == 1.0 and per_class[2] == 1.0 and np.isnan(per_class[3])
 
 
-def test_recipe_runs_end_to_end_and_learns(tiny_npz, tmp_path):
+def test_recipe_runs_end_to_end_and_learns(tiny_npz, tmp_path, device):
     trainset, testset = cifar10.load_datasets(tiny_npz)
     cfg = cifar10.CIFAR10Config(epochs=2)
     grid = tmp_path / "grid.png"
-    net, accuracy, per_class = cifar10.run_tutorial(trainset, testset, cfg, torch.device("cpu"), grid_path=grid)
+    net, accuracy, per_class = cifar10.run_tutorial(trainset, testset, cfg, device, grid_path=grid)
+    assert next(net.parameters()).device.type == device.type
     assert accuracy >= 0.6  # 4 colour-coded classes; chance is 0.25 (2 short epochs land at 0.75-1.0)
     assert len(per_class) == 10
     assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_fast_path_learns_the_same_data(tiny_npz):
+def test_fast_path_learns_the_same_data(tiny_npz, device):
     trainset, testset = cifar10.load_datasets(tiny_npz)
-    device = torch.device("cpu")
-    x, y = cifar10.to_normalized_tensor(trainset.images, device), torch.from_numpy(trainset.labels)
+    x, y = cifar10.to_normalized_tensor(trainset.images, device), torch.from_numpy(trainset.labels).to(device)
     torch.manual_seed(0)
-    net = cifar10.Net()
+    net = cifar10.Net().to(device)
     cfg = cifar10.FastConfig(epochs=8)
     opt, scheduler = cifar10.make_fast_optimizer(net, cfg, steps_per_epoch=-(-len(y) // cfg.batch_size))
     g = torch.Generator().manual_seed(0)

@@ -24,3 +24,10 @@ def test_wrap_data_parallel_leaves_a_single_device_model_alone():
     wrapped = dp.wrap_data_parallel(model)
     assert wrapped is model or isinstance(wrapped, torch.nn.DataParallel)
     assert wrapped(torch.randn(3, 10)).shape == (3, 5)
+
+
+def test_data_parallel_demo_feeds_every_row_through_the_model(capsys):
+    dp.demo_data_parallel(batch_size=30, data_size=100)
+    outside = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Outside")]
+    # 100 rows in batches of 30: three full batches and a last one of 10, each answered row for row
+    assert outside == [f"Outside: input size ({n}, 5) output_size ({n}, 2)" for n in (30, 30, 30, 10)]
