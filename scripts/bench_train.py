@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from chatbot.batching import PairTensors, encode_pairs, epoch_order, iterate_batches, make_batch, tensorize
+from chatbot.checkpoint import atomic_write
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.prepare import load_prepared
 from chatbot.tokenizer import SOS_token
@@ -155,6 +156,11 @@ def parse_candidates(text: str) -> list[tuple[int, float]]:
     return candidates
 
 
+def pick_best(results: list[dict]) -> dict:
+    """(c): the candidate that reaches (a)'s loss soonest; if none does, the fastest in tokens/s."""
+    return min(results, key=lambda r: (r["time_to_quality"] is None, r["time_to_quality"] or 0, -r["tokens_per_s"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data_dir", help="prepared dataset folder (e.g. the Cornell pairs, `chatbot prepare`)")
@@ -246,9 +252,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"    did not reach {loss_a:.4f} within {args.max_ratio}x (a)'s time")
         results.append({"batch_size": batch_size, "learning_rate": lr, "tokens_per_s": tps_c, "time_to_quality": ratio})
+        if args.json:  # after every candidate, so a run cut short still leaves its figures
+            result = {
+                "hardware": hardware,
+                "torch": torch.__version__,
+                "date": str(date.today()),
+                "iterations": args.iterations,
+                "hidden_size": args.hidden_size,
+                "tokens_per_s": {"a": tps_a, "b": tps_b, "c": pick_best(results)["tokens_per_s"]},
+                "best": {**pick_best(results), "bf16": cuda},
+                "candidates": results,
+                "loss_a": loss_a,
+                "seconds_a": seconds_a,
+                "time_to_quality": pick_best(results)["time_to_quality"],
+            }
+            atomic_write(args.json, lambda f, r=result: f.write(json.dumps(r, indent=2).encode()))
 
-    # (c) = the candidate that reaches (a)'s loss soonest; if none does, the fastest in tokens/s.
-    c = min(results, key=lambda r: (r["time_to_quality"] is None, r["time_to_quality"] or 0, -r["tokens_per_s"]))
+    c = pick_best(results)
     tps_c = c["tokens_per_s"]
     print(f"\n{'':4}{'setting':<32}{'tokens/s':>12}{'vs (a)':>9}{'time-to-quality':>17}")
     rows = [("(a)", "tutorial loop, batch 64", tps_a, 1.0), ("(b)", "this project, batch 64", tps_b, None)]
@@ -260,22 +280,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"time-to-quality: (c) took {c['time_to_quality']:.3f} of (a)'s {seconds_a:.1f} s to reach {loss_a:.4f}")
     else:
         print(f"time-to-quality: no (c) reached {loss_a:.4f} within {args.max_ratio}x (a)'s time")
-    if args.json:
-        result = {
-            "hardware": hardware,
-            "torch": torch.__version__,
-            "date": str(date.today()),
-            "iterations": args.iterations,
-            "hidden_size": args.hidden_size,
-            "tokens_per_s": {"a": tps_a, "b": tps_b, "c": tps_c},
-            "best": {"batch_size": c["batch_size"], "learning_rate": c["learning_rate"], "bf16": cuda},
-            "candidates": results,
-            "loss_a": loss_a,
-            "seconds_a": seconds_a,
-            "time_to_quality": c["time_to_quality"],
-        }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
     return 0
 
 

@@ -1,0 +1,69 @@
+"""scripts/bench_train.py: the tutorial contender computes the tutorial's loss, the sweep picks (c) fairly."""
+
+import argparse
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+
+from chatbot.batching import encode_pairs, make_batch
+from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.train import masked_nll
+from tests.chatbot.tiny_data import tiny_dataset, write_prepared
+from tests.chatbot.tinybot import REPO_ROOT
+
+spec = importlib.util.spec_from_file_location("bench_train", REPO_ROOT / "scripts" / "bench_train.py")
+bench_train = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench_train)
+
+
+def test_candidates_parse_and_bad_ones_are_refused():
+    assert bench_train.parse_candidates("1024:1e-3,64:2e-4") == [(1024, 1e-3), (64, 2e-4)]
+    for bad in ("1024", "1024:x", "0:1e-3", "64:-1", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench_train.parse_candidates(bad)
+
+
+def test_best_is_the_soonest_to_quality_else_the_fastest():
+    slow_but_first = {"tokens_per_s": 10.0, "time_to_quality": 0.02}
+    fast_but_later = {"tokens_per_s": 99.0, "time_to_quality": 0.05}
+    never = {"tokens_per_s": 500.0, "time_to_quality": None}
+    assert bench_train.pick_best([never, fast_but_later, slow_but_first]) is slow_but_first
+    assert bench_train.pick_best([{"tokens_per_s": 5.0, "time_to_quality": None}, never]) is never
+
+
+def test_tutorial_step_reports_the_mean_nll_per_target_token():
+    # The (a) loop sums per-step softmax-then-log losses; what it reports must be the same quantity that
+    # this project's loss and the validation loss measure, or time-to-quality would compare unlike things.
+    data = tiny_dataset()
+    batch = make_batch(encode_pairs(data.train[:16], data.tokenizer))
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(vocab_size=len(data.tokenizer), hidden_size=16, dropout=0.0))
+    with torch.no_grad():
+        logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.token_index)
+        expected = masked_nll(logits, batch.target.flatten()[batch.token_index]).item() / batch.n_tokens
+    before = [p.detach().clone() for p in model.parameters()]
+    encoder_opt = torch.optim.Adam(model.encoder.parameters(), lr=1e-3)
+    decoder_opt = torch.optim.Adam(model.decoder.parameters(), lr=5e-3)
+    reported = bench_train.tutorial_train(batch, model, encoder_opt, decoder_opt, 50.0)
+    assert math.isclose(reported, expected, rel_tol=1e-5)
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))  # it stepped
+
+
+def test_the_whole_benchmark_runs_and_writes_every_candidate(tmp_path, capsys):
+    data_dir = write_prepared(tmp_path / "data")
+    out = tmp_path / "bench.json"
+    args = [str(data_dir), "--iterations", "6", "--throughput-steps", "2", "--hidden-size", "8"]
+    args += ["--best", "16:1e-2,32:1e-2", "--eval-every", "2", "--num-threads", "1", "--json", str(out)]
+    assert bench_train.main(args) == 0
+    result = json.loads(out.read_text())
+    assert [(c["batch_size"], c["learning_rate"]) for c in result["candidates"]] == [(16, 1e-2), (32, 1e-2)]
+    assert all(v > 0 for v in result["tokens_per_s"].values()) and result["seconds_a"] > 0
+    chosen = bench_train.pick_best(result["candidates"])
+    assert (
+        result["best"]["batch_size"] == chosen["batch_size"] and result["tokens_per_s"]["c"] == chosen["tokens_per_s"]
+    )
+    printed = capsys.readouterr().out
+    assert "(a) tutorial loop, batch 64" in printed and "time-to-quality" in printed
