@@ -25,9 +25,12 @@ import random
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from chatbot.batching import PairTensors, encode_pairs, epoch_order, iterate_batches, make_batch, tensorize
 from chatbot.checkpoint import atomic_write
@@ -141,7 +144,7 @@ def time_to_quality(model, examples, valid, config, target_loss, max_seconds, ev
     return None
 
 
-CUDA_BEST = "1024:1e-3,2048:1e-3,2048:2e-3,4096:2e-3,4096:4e-3"
+CUDA_BEST = "256:1e-3,512:1e-3,1024:1e-3,2048:1.5e-3,4096:2e-3"
 CPU_BEST = "128:2e-4"
 
 
