@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from chatbot.batching import encode_pairs, tensorize
 from chatbot.checkpoint import atomic_write
+from chatbot.errors import ChatbotError
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.prepare import load_prepared
 from chatbot.train import TrainConfig, evaluate, make_optimizer
@@ -89,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    data = load_prepared(args.data_dir)
+    try:
+        data = load_prepared(args.data_dir)
+    except ChatbotError as err:
+        print(f"bench_batch_size.py: error: {err}", file=sys.stderr)
+        return 1
     pairs = tensorize(encode_pairs(data.train, data.tokenizer))
     valid = encode_pairs(data.valid[: args.valid_pairs], data.tokenizer)
     curves: dict[str, list[tuple[int, float]]] = {}

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from chatbot.batching import PairTensors, encode_pairs, epoch_order, iterate_batches, make_batch, tensorize
 from chatbot.checkpoint import atomic_write
+from chatbot.errors import ChatbotError
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.prepare import load_prepared
 from chatbot.tokenizer import SOS_token
@@ -190,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     cuda = device.type == "cuda"
     if cuda:
         torch.set_float32_matmul_precision("high")
-    data = load_prepared(args.data_dir)
+    try:
+        data = load_prepared(args.data_dir)
+    except ChatbotError as err:
+        print(f"bench_train.py: error: {err}", file=sys.stderr)
+        return 1
     examples = encode_pairs(data.train, data.tokenizer)  # (a) builds its batches from these lists
     pairs = tensorize(examples)  # (b) and (c), as `chatbot train`: padded once, batches are slices
     valid = encode_pairs(data.valid[: args.eval_pairs], data.tokenizer)

@@ -34,3 +34,9 @@ def test_curves_for_each_setting_as_json_and_png(tmp_path, capsys):
     assert curves["8:0.01"][-1][1] < curves["8:0.01"][0][1]  # it learns
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "final loss" in capsys.readouterr().out
+
+
+def test_a_missing_dataset_is_one_line_not_a_traceback(tmp_path, capsys):
+    assert bench_batch_size.main([str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bench_batch_size.py: error:") and "chatbot prepare" in err and "\n" not in err

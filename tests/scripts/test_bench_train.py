@@ -67,3 +67,9 @@ def test_the_whole_benchmark_runs_and_writes_every_candidate(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "(a) tutorial loop, batch 64" in printed and "time-to-quality" in printed
+
+
+def test_a_missing_dataset_is_one_line_not_a_traceback(tmp_path, capsys):
+    assert bench_train.main([str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bench_train.py: error:") and "chatbot prepare" in err and "\n" not in err
