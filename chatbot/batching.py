@@ -143,7 +143,8 @@ def iterate_batches(
         yield gather_batch(pairs, order[i : i + batch_size])
 
 
-def eval_order(examples: Sequence[Example], rank: int = 0, world_size: int = 1) -> list[int]:
-    """Indices sorted by length (less padding, same loss), this rank's shard: for validation."""
-    order = sorted(range(len(examples)), key=lambda i: (len(examples[i][0]), len(examples[i][1])))
+def eval_order(pairs: PairTensors, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Indices sorted by (source, target) length (less padding, same loss), this rank's shard: for validation."""
+    lengths = list(zip(pairs.source_lengths.tolist(), pairs.target_lengths.tolist(), strict=True))
+    order = sorted(range(len(pairs)), key=lengths.__getitem__)
     return order[rank::world_size]

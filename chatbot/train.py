@@ -36,7 +36,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chatbot.batching import Batch, encode_pairs, epoch_order, eval_order, iterate_batches, num_batches, tensorize
+from chatbot.batching import (
+    Batch,
+    PairTensors,
+    encode_pairs,
+    epoch_order,
+    eval_order,
+    iterate_batches,
+    num_batches,
+    tensorize,
+)
 from chatbot.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from chatbot.errors import ChatbotError
 from chatbot.model import ModelConfig, Seq2Seq, select_positions
@@ -148,7 +157,7 @@ def train_step(
 @torch.no_grad()
 def evaluate(
     model: Seq2Seq,
-    examples: list,
+    examples: PairTensors,
     batch_size: int,
     device: torch.device,
     autocast: torch.autocast,
@@ -293,7 +302,7 @@ def train(
 
     tokenizer = dataset.tokenizer
     examples = tensorize(encode_pairs(dataset.train, tokenizer))  # padded once: batches are then slices
-    valid = encode_pairs(dataset.valid, tokenizer)
+    valid = tensorize(encode_pairs(dataset.valid, tokenizer))
     if len(examples) < world_size:
         raise ChatbotError(f"the training split has {len(examples)} pairs; need at least {world_size}")
     model_config.vocab_size = len(tokenizer)

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_batch_size.py: error: {err}", file=sys.stderr)
         return 1
     pairs = tensorize(encode_pairs(data.train, data.tokenizer))
-    valid = encode_pairs(data.valid[: args.valid_pairs], data.tokenizer)
+    valid = tensorize(encode_pairs(data.valid[: args.valid_pairs], data.tokenizer))
     curves: dict[str, list[tuple[int, float]]] = {}
     for batch_size, lr in args.settings:
         torch.manual_seed(args.seed)  # the same initial weights for every setting

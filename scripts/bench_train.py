@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     examples = encode_pairs(data.train, data.tokenizer)  # (a) builds its batches from these lists
     pairs = tensorize(examples)  # (b) and (c), as `chatbot train`: padded once, batches are slices
-    valid = encode_pairs(data.valid[: args.eval_pairs], data.tokenizer)
+    valid = tensorize(encode_pairs(data.valid[: args.eval_pairs], data.tokenizer))
     config = ModelConfig(vocab_size=len(data.tokenizer), hidden_size=args.hidden_size)
     fp32 = torch.autocast(device.type, enabled=False)
     best_autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
@@ -261,18 +261,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    did not reach {loss_a:.4f} within {args.max_ratio}x (a)'s time")
         results.append({"batch_size": batch_size, "learning_rate": lr, "tokens_per_s": tps_c, "time_to_quality": ratio})
         if args.json:  # after every candidate, so a run cut short still leaves its figures
+            best_so_far = pick_best(results)
             result = {
                 "hardware": hardware,
                 "torch": torch.__version__,
                 "date": str(date.today()),
                 "iterations": args.iterations,
                 "hidden_size": args.hidden_size,
-                "tokens_per_s": {"a": tps_a, "b": tps_b, "c": pick_best(results)["tokens_per_s"]},
-                "best": {**pick_best(results), "bf16": cuda},
+                "tokens_per_s": {"a": tps_a, "b": tps_b, "c": best_so_far["tokens_per_s"]},
+                "best": {**best_so_far, "bf16": cuda},
                 "candidates": results,
                 "loss_a": loss_a,
                 "seconds_a": seconds_a,
-                "time_to_quality": pick_best(results)["time_to_quality"],
+                "time_to_quality": best_so_far["time_to_quality"],
             }
             atomic_write(args.json, lambda f, r=result: f.write(json.dumps(r, indent=2).encode()))
 

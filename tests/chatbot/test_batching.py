@@ -119,4 +119,7 @@ def test_iterate_batches_covers_every_pair_once_and_resumes_mid_epoch():
 
 def test_eval_order_sorts_by_length():
     examples = [([4] * n + [EOS_token], [EOS_token]) for n in (3, 1, 2)]
-    assert eval_order(examples) == [1, 2, 0]
+    assert eval_order(tensorize(examples)) == [1, 2, 0]
+    ties = [([4, EOS_token], [5] * n + [EOS_token]) for n in (2, 0, 1)]  # same source length: target decides
+    assert eval_order(tensorize(ties)) == [1, 2, 0]
+    assert eval_order(tensorize(ties), rank=1, world_size=2) == [2]
