@@ -148,3 +148,25 @@ def eval_order(pairs: PairTensors, rank: int = 0, world_size: int = 1) -> list[i
     lengths = list(zip(pairs.source_lengths.tolist(), pairs.target_lengths.tolist(), strict=True))
     order = sorted(range(len(pairs)), key=lengths.__getitem__)
     return order[rank::world_size]
+
+
+def bucket_order(
+    pairs: PairTensors, order: list[int], batch_size: int, bucket: int, epoch: int, seed: int
+) -> list[int]:
+    """Length bucketing: `order` cut into runs of `bucket` batches, each run sorted by (target, source)
+    length and cut into batches, then the full batches shuffled; the one short batch (if any) stays last.
+
+    A batch then holds pairs of similar length, so the decoder pads less, while every pair is still
+    seen once per epoch and the order is a function of (epoch, seed) alone (resuming stays exact).
+    """
+    key = (pairs.target_lengths * (pairs.source_lengths.max() + 1) + pairs.source_lengths).tolist()
+    run = batch_size * bucket
+    batches = []
+    for start in range(0, len(order), run):
+        chunk = sorted(order[start : start + run], key=key.__getitem__)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    short = [b for b in batches if len(b) < batch_size]
+    full = [b for b in batches if len(b) == batch_size]
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch + 7)
+    shuffled = [full[i] for i in torch.randperm(len(full), generator=g).tolist()]
+    return [i for b in shuffled + short for i in b]

@@ -30,6 +30,7 @@ FORMAT = "chatbot-checkpoint"
 VERSION = 1
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_CHECKPOINT = PRETRAINED_DIR / "model.pt"
+DEFAULT_BACKWARD = PRETRAINED_DIR / "backward.pt"  # the reply -> query model that rerank scores with
 
 
 def atomic_write(path: str | Path, write) -> None:

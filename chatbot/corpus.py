@@ -16,8 +16,8 @@ lines that were not adjacent (the tutorial raised a KeyError there).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
-import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -238,20 +238,46 @@ def extract_pairs(corpus: ParsedCorpus) -> list[Pair]:
     return pairs
 
 
+def split_of(conversation: str, valid_fraction: float, test_fraction: float, seed: int) -> str:
+    """"train", "valid" or "test" for one conversation id: a function of the id and the seed alone.
+
+    sha256("seed:id") read as a number in [0, 1): below test_fraction is test, below
+    test_fraction + valid_fraction is valid. So every dataset prepared from one corpus (any max
+    length, tokenizer or filter) puts a conversation in the same split, and no model is scored on
+    pairs that another preparation of the same corpus trained it on.
+    """
+    digest = hashlib.sha256(f"{seed}:{conversation}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < test_fraction:
+        return "test"
+    return "valid" if u < test_fraction + valid_fraction else "train"
+
+
+def pair_key(query: str, response: str) -> str:
+    """A short fingerprint of one normalized pair (for hold-out lists that must not hold the text itself)."""
+    return hashlib.sha256(f"{query}\t{response}".encode()).hexdigest()[:16]
+
+
 def split_by_conversation(
-    pairs: list[Pair], valid_fraction: float, test_fraction: float, seed: int
+    pairs: list[Pair],
+    valid_fraction: float,
+    test_fraction: float,
+    seed: int,
+    hold_out: dict[str, str] | None = None,
 ) -> tuple[list[Pair], list[Pair], list[Pair]]:
-    """Deterministic train/valid/test split that never puts one conversation in two sets."""
-    conversations = sorted({p.conversation for p in pairs})
-    random.Random(seed).shuffle(conversations)
-    n = len(conversations)
-    n_valid, n_test = round(n * valid_fraction), round(n * test_fraction)
-    if n >= 3:  # a tiny corpus still gets a conversation in each held-out set that asks for one
-        n_valid = max(n_valid, 1 if valid_fraction > 0 else 0)
-        n_test = max(n_test, 1 if test_fraction > 0 else 0)
-    which = {c: "valid" for c in conversations[:n_valid]}
-    which.update({c: "test" for c in conversations[n_valid : n_valid + n_test]})
+    """Deterministic train/valid/test split that never puts one conversation in two sets.
+
+    `hold_out` maps pair keys (`pair_key`) to "valid" or "test": a conversation holding such a pair
+    goes to that split ("test" wins), whatever its hash says.
+    """
+    which: dict[str, str] = {}
+    for p in pairs:
+        forced = hold_out.get(pair_key(p.query, p.response)) if hold_out else None
+        if forced is not None and which.get(p.conversation) != "test":
+            which[p.conversation] = forced
     splits: dict[str, list[Pair]] = {"train": [], "valid": [], "test": []}
     for p in pairs:
-        splits[which.get(p.conversation, "train")].append(p)
+        if p.conversation not in which:
+            which[p.conversation] = split_of(p.conversation, valid_fraction, test_fraction, seed)
+        splits[which[p.conversation]].append(p)
     return splits["train"], splits["valid"], splits["test"]

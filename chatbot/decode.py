@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from chatbot.errors import ChatbotError
 from chatbot.tokenizer import EOS_token, PAD_token, SOS_token, UNK_token
 
-STRATEGIES = ("greedy", "beam", "sample")
+STRATEGIES = ("greedy", "beam", "sample", "rerank")
 # Never generated: padding, a second start token, or "UNK" shown to the user.
 NEVER_GENERATED = [PAD_token, SOS_token, UNK_token]
 
@@ -36,7 +36,10 @@ NEVER_GENERATED = [PAD_token, SOS_token, UNK_token]
 class DecodeSettings:
     """How to turn the model's next-token distribution into a reply. Defaults: the tutorial's greedy search."""
 
-    strategy: str = field(default="greedy", metadata={"help": "greedy, beam or sample"})
+    strategy: str = field(
+        default="greedy",
+        metadata={"help": "greedy, beam, sample, or rerank (draw --candidates samples, keep the best MMI score)"},
+    )
     beam_width: int = field(default=5, metadata={"help": "beams kept by beam search"})
     temperature: float = field(default=1.0, metadata={"help": "sampling: divide logits by this (<1 sharper)"})
     top_k: int = field(default=0, metadata={"help": "sampling: keep only the k likeliest tokens (0 = all)"})
@@ -50,7 +53,13 @@ class DecodeSettings:
     max_length: int | None = field(
         default=None, metadata={"help": "most tokens per reply, EOS included (default: the checkpoint's)"}
     )
-    seed: int | None = field(default=0, metadata={"help": "sampling seed: same seed, same reply"})
+    # fix: a fixed default seed gave every turn of a chat the same draw; None draws a fresh seed each reply.
+    seed: int | None = field(default=None, metadata={"help": "sampling seed: same seed, same reply (default: fresh)"})
+    candidates: int = field(default=16, metadata={"help": "rerank: replies sampled before picking the best"})
+    mmi_lambda: float = field(
+        default=1.0, metadata={"help": "rerank: weight of the backward model's log p(query | reply)"}
+    )
+    length_bonus: float = field(default=0.0, metadata={"help": "rerank: score added per word of the reply"})
 
     def __post_init__(self) -> None:
         problems = []
@@ -66,6 +75,8 @@ class DecodeSettings:
             problems.append("top_p must be in (0, 1]")
         if self.min_length < 0 or self.no_repeat_ngram_size < 0:
             problems.append("min_length and no_repeat_ngram_size must be >= 0")
+        if self.candidates < 1:
+            problems.append("candidates must be at least 1")
         if self.max_length is not None and self.max_length < 1:
             problems.append("max_length must be at least 1")
         if problems:
@@ -147,8 +158,7 @@ def generate_tokens(
     sampling = settings.strategy == "sample"
     generator = None
     if sampling:
-        generator = torch.Generator(device)
-        generator.manual_seed(settings.seed if settings.seed is not None else torch.seed())
+        generator = make_generator(settings.seed, device)
     input_seq, lengths = source_tensors(src_ids, device)
     encoder_outputs, hidden, src_mask = model.encode(input_seq, lengths)
     token = torch.full((1, 1), SOS_token, dtype=torch.long, device=device)  # (1, 1)
@@ -185,6 +195,51 @@ def greedy_search(
 def sample(model, src_ids: list[int], max_length: int, settings: DecodeSettings) -> list[int]:
     """One reply drawn from the (temperature, top-k, top-p filtered) distribution, seeded by `settings.seed`."""
     return list(generate_tokens(model, src_ids, max_length, settings))
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded with `seed`, or with fresh entropy when it is None (the global RNG is untouched)."""
+    generator = torch.Generator(device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+@torch.inference_mode()
+def sample_candidates(model, src_ids: list[int], max_length: int, settings: DecodeSettings, n: int) -> list[list[int]]:
+    """`n` replies sampled at once (one batch of n rows), each until its EOS or `max_length` ids.
+
+    The same filters as `generate_tokens` (temperature, top-k, top-p, bans); the rows share one
+    encoding of the query and one generator seeded from `settings.seed`.
+    """
+    device = model_device(model)
+    generator = make_generator(settings.seed, device)
+    input_seq, lengths = source_tensors(src_ids, device)
+    encoder_outputs, hidden, src_mask = model.encode(input_seq, lengths)  # (Ts, 1, H), (L, 1, H), (1, Ts)
+    encoder_outputs, src_mask = encoder_outputs.expand(-1, n, -1), src_mask.expand(n, -1)  # (Ts, n, H), (n, Ts)
+    hidden = hidden.expand(-1, n, -1).contiguous()  # (L, n, H)
+    token = torch.full((1, n), SOS_token, dtype=torch.long, device=device)  # (1, n)
+    generated = torch.empty(n, 0, dtype=torch.long, device=device)  # (n, t)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    for _ in range(max_length):
+        logits, hidden, _ = model.decoder(token, hidden, encoder_outputs, src_mask)  # (1, n, V)
+        scores = logits[0].clone()  # (n, V)
+        ban_tokens(scores, generated, settings.min_length, settings.no_repeat_ngram_size)
+        scores = filter_logits(scores, settings.temperature, settings.top_k, settings.top_p)
+        next_ids = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]  # (n,)
+        next_ids = next_ids.masked_fill(done, PAD_token)  # finished rows only pad
+        generated = torch.cat((generated, next_ids.unsqueeze(1)), dim=1)
+        done |= next_ids == EOS_token
+        if bool(done.all()):
+            break
+        token = next_ids.unsqueeze(0)
+    replies = []
+    for row in generated.tolist():
+        ids = [i for i in row if i != PAD_token]
+        replies.append(ids)
+    return replies
 
 
 def length_normalise(log_prob: float, length: int, length_penalty: float) -> float:

@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from chatbot.corpus import FORMATS, Pair, extract_pairs, read_corpus, split_by_conversation
+from chatbot.corpus import FORMATS, Pair, extract_pairs, pair_key, read_corpus, split_by_conversation
 from chatbot.errors import ChatbotError
 from chatbot.normalize import MODES, normalize_string
 from chatbot.tokenizer import Tokenizer, load_tokenizer
@@ -56,6 +58,11 @@ class PrepareConfig:
     valid_fraction: float = 0.05  # the tutorial has no held-out data
     test_fraction: float = 0.05
     seed: int = 0
+    # Not in the tutorial, all off by default (see the README's quality section for what they do):
+    max_entropy: float = 0.0  # drop training pairs whose reply's entropy (bits) is above this; 0 = off
+    hold_out: str = ""  # JSON of pair keys that must stay in valid/test (e.g. an earlier model's held-out pairs)
+    exclude_queries: str = ""  # files of prompts (comma-separated): training pairs with such a query are dropped
+    swap: bool = False  # reply -> query pairs, for the backward model p(S|T) of MMI reranking
 
 
 HELP = {
@@ -69,7 +76,13 @@ HELP = {
     "dedupe": "drop repeated (query, response) pairs after normalization",
     "valid_fraction": "fraction of conversations held out for validation",
     "test_fraction": "fraction of conversations held out for testing",
-    "seed": "seed of the conversation shuffle that makes the split",
+    "seed": "seed of the conversation hash that makes the split",
+    "max_entropy": "generic-reply filter (Csaky et al. 2019): drop training pairs whose reply follows so many "
+    "different queries that its entropy is above this many bits (0 = keep all)",
+    "hold_out": "JSON file of pair keys (scripts/make_hold_out.py) whose conversations go to valid/test",
+    "exclude_queries": "files of prompts (comma-separated; one per line, text before a tab) kept out of training: "
+    "pairs with such a query are dropped",
+    "swap": "write reply<TAB>query pairs (after every filter), for a backward model that scores p(query | reply)",
 }
 CHOICES = {"fmt": ("auto", *FORMATS), "normalize": MODES, "tokenizer": TOKENIZERS, "sp_model_type": ("unigram", "bpe")}
 
@@ -222,7 +235,17 @@ def prepare(
         nonempty = deduped
     if config.tokenizer == "word":  # MAX_LENGTH in words before the Voc is counted, as the tutorial
         nonempty = [p for p in nonempty if _short(p, config.max_length)]
-    train, valid, test = split_by_conversation(nonempty, config.valid_fraction, config.test_fraction, config.seed)
+    hold_out = read_hold_out(config.hold_out) if config.hold_out else None
+    train, valid, test = split_by_conversation(
+        nonempty, config.valid_fraction, config.test_fraction, config.seed, hold_out
+    )
+    if hold_out:
+        stats["hold_out_pairs_found"] = sum(pair_key(p.query, p.response) in hold_out for p in valid + test)
+        log(f"hold-out: {stats['hold_out_pairs_found']} of {len(hold_out)} listed pairs found, kept in valid/test")
+    if config.exclude_queries:
+        train = _exclude_queries(train, config, stats, log)
+    if config.max_entropy > 0:
+        train = entropy_filter(train, config.max_entropy, stats, log)
     if not train:
         raise ChatbotError(
             f"every pair of {corpus.source} was filtered out ({stats['empty_after_normalize']} of {len(pairs)} "
@@ -249,6 +272,8 @@ def prepare(
             f"every pair of {corpus.source} was filtered out (max length {config.max_length}, min count {config.min_count})"
         )
 
+    if config.swap:  # the same pairs, the same split and the same tokenizer, each pair turned around
+        splits = {name: [Pair(p.response, p.query, p.conversation) for p in split] for name, split in splits.items()}
     stats.update(_dataset_stats(corpus, config, tokenizer, splits, input_path))
     stats["seconds"] = round(time.perf_counter() - start, 2)
     _write(out, splits, tokenizer, stats, force)
@@ -257,6 +282,64 @@ def prepare(
         f"{config.tokenizer} tokenizer of {len(tokenizer)} ids"
     )
     return stats
+
+
+def read_hold_out(path: str | Path) -> dict[str, str]:
+    """A hold-out file -> {pair key: "valid" or "test"}."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        keys = {k: split for split in ("valid", "test") for k in data[split]}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ChatbotError(f"--hold-out {path}: not a hold-out file ({err.__class__.__name__}: {err})") from err
+    return keys
+
+
+def _exclude_queries(train: list[Pair], config: PrepareConfig, stats: dict[str, Any], log) -> list[Pair]:
+    """Drop training pairs whose query is one of the prompts in `config.exclude_queries` (normalized)."""
+    lines = []
+    for path in config.exclude_queries.split(","):
+        try:
+            lines += Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ChatbotError(f"--exclude-queries {path}: cannot read it ({err})") from err
+    prompts = {normalize_string(line.split("\t")[0], config.normalize) for line in lines if line.strip()}
+    kept = [p for p in train if p.query not in prompts]
+    stats["excluded_query_pairs"] = len(train) - len(kept)
+    log(f"exclude-queries: dropped {len(train) - len(kept)} training pairs whose query is one of {len(prompts)} prompts")
+    return kept
+
+
+def reply_entropy(pairs: list[Pair]) -> dict[str, float]:
+    """Entropy in bits of the queries each reply follows: H(Q | R = r) = -sum_q p(q|r) log2 p(q|r).
+
+    Csaky et al. (2019)'s "target" entropy with identity clustering: a reply that follows one query
+    has entropy 0; "i don t know ." follows hundreds of different queries and scores about 9 bits.
+    """
+    counts: dict[str, Counter[str]] = {}
+    for p in pairs:
+        counts.setdefault(p.response, Counter())[p.query] += 1
+    entropy = {}
+    for response, queries in counts.items():
+        n = sum(queries.values())
+        entropy[response] = -sum(c / n * math.log2(c / n) for c in queries.values())
+    return entropy
+
+
+def entropy_filter(train: list[Pair], max_entropy: float, stats: dict[str, Any], log) -> list[Pair]:
+    """Drop training pairs whose reply's entropy is above `max_entropy` bits; report what went."""
+    entropy = reply_entropy(train)
+    kept = [p for p in train if entropy[p.response] <= max_entropy]
+    removed = Counter(p.response for p in train if entropy[p.response] > max_entropy)
+    stats["entropy_removed"] = len(train) - len(kept)
+    stats["entropy_removed_replies"] = len(removed)
+    stats["entropy_removed_top"] = removed.most_common(20)
+    top = ", ".join(f"{r!r} ({n})" for r, n in removed.most_common(8))
+    log(
+        f"generic-reply filter: removed {len(train) - len(kept)} of {len(train)} training pairs "
+        f"({(len(train) - len(kept)) / max(len(train), 1):.1%}), {len(removed)} distinct replies with entropy "
+        f"> {max_entropy} bits; most removed: {top}"
+    )
+    return kept
 
 
 def _unk_rate(tokenizer: Tokenizer, split: list[Pair]) -> float:

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import torch
 
-from chatbot.decode import DecodeSettings, InferenceSeq2Seq, decode, decode_fields, generate_tokens
+from chatbot.decode import (
+    STRATEGIES,
+    DecodeSettings,
+    InferenceSeq2Seq,
+    decode,
+    decode_fields,
+    generate_tokens,
+    sample_candidates,
+)
 from chatbot.errors import ChatbotError
 from chatbot.normalize import normalize_string
 from chatbot.tokenizer import EOS_token, Tokenizer
@@ -36,8 +44,10 @@ class Chatbot:
         normalize: str = "tutorial",
         max_length: int = 10,
         description: str = "",
+        backward: Chatbot | None = None,
     ) -> None:
         self.model = model
+        self.backward = backward  # a reply -> query model for rerank's log p(S|T), or None
         # A trained nn.Module decodes through the faster DecoderStep (same replies); exported programs as they are.
         self.runner = InferenceSeq2Seq(model) if isinstance(model, torch.nn.Module) else model
         self.tokenizer = tokenizer
@@ -49,9 +59,12 @@ class Chatbot:
         self.description = description or f"{tokenizer.kind} tokenizer, {len(tokenizer)} tokens"
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> Chatbot:
-        """Load a checkpoint (default: the shipped model, chatbot/pretrained/model.pt)."""
-        from chatbot.checkpoint import DEFAULT_CHECKPOINT, load_model
+    def from_checkpoint(
+        cls, path: str | Path | None = None, device: str | torch.device = "cpu", backward: str | Path | None = None
+    ) -> Chatbot:
+        """Load a checkpoint (default: the shipped model, chatbot/pretrained/model.pt) and, for rerank, a
+        backward model (default with the shipped model: chatbot/pretrained/backward.pt, when present)."""
+        from chatbot.checkpoint import DEFAULT_BACKWARD, DEFAULT_CHECKPOINT, load_model
 
         if path is None and not DEFAULT_CHECKPOINT.exists():
             raise ChatbotError(
@@ -67,7 +80,14 @@ class Chatbot:
             f"{c.encoder_n_layers}+{c.decoder_n_layers} GRU layers, {c.attn_model} attention, "
             f"normalize {state.get('normalize', 'tutorial')}"
         )
-        return cls(model, tokenizer, state.get("normalize", "tutorial"), int(state.get("max_length", 10)), description)
+        if backward is None and path.resolve() == DEFAULT_CHECKPOINT.resolve() and DEFAULT_BACKWARD.exists():
+            backward = DEFAULT_BACKWARD
+        back = None
+        if backward is not None:
+            b_model, b_tokenizer, b_state = load_model(backward, device)
+            back = cls(b_model, b_tokenizer, b_state.get("normalize", "tutorial"), int(b_state.get("max_length", 10)))
+        normalize, max_length = state.get("normalize", "tutorial"), int(state.get("max_length", 10))
+        return cls(model, tokenizer, normalize, max_length, description, back)
 
     def query_ids(self, text: str) -> list[int]:
         """Raw text -> source ids ending in EOS, as in training (normalized, tokenized, length-guarded)."""
@@ -80,7 +100,38 @@ class Chatbot:
     def reply_ids(self, text: str, settings: DecodeSettings | None = None) -> list[int]:
         """The reply's ids (EOS included if produced)."""
         settings = settings or DecodeSettings()
+        if settings.strategy == "rerank":
+            return self.rerank(text, settings)[0][0]
         return decode(self.runner, self.query_ids(text), settings.max_length or self.max_length, settings)
+
+    def target_ids(self, text: str) -> list[int]:
+        """Normalized reply text -> target ids ending in EOS (as training's targets)."""
+        return self.tokenizer.encode(normalize_string(text, self.normalize)) + [EOS_token]
+
+    def score(self, query: str, replies: list[list[int]], settings: DecodeSettings) -> torch.Tensor:
+        """MMI-bidi scores of candidate replies (ids) to `query`: (K,) float64 (see `chatbot.scoring`)."""
+        from chatbot.scoring import mmi_scores, sequence_log_probs, with_eos
+
+        src = self.query_ids(query)
+        forward = sequence_log_probs(self.model, [src] * len(replies), [with_eos(r) for r in replies])
+        texts = [self.tokenizer.decode(r) for r in replies]
+        backward = None
+        if self.backward is not None and settings.mmi_lambda:
+            b = self.backward
+            query_as_target = b.target_ids(query)
+            backward = sequence_log_probs(b.model, [b.query_ids(t) for t in texts], [query_as_target] * len(texts))
+        lengths = torch.tensor([len(t.split()) for t in texts])
+        return mmi_scores(forward, backward, lengths, settings.mmi_lambda, settings.length_bonus)
+
+    def rerank(self, text: str, settings: DecodeSettings) -> list[tuple[list[int], float]]:
+        """Sample `settings.candidates` replies, score each (MMI-bidi), best first: [(ids, score)]."""
+        src = self.query_ids(text)
+        drawn = sample_candidates(self.runner, src, settings.max_length or self.max_length, settings, settings.candidates)
+        unique = list(dict.fromkeys(tuple(ids) for ids in drawn))  # the same reply drawn twice is scored once
+        replies = [list(ids) for ids in unique]
+        scores = self.score(text, replies, settings).tolist()
+        order = sorted(range(len(replies)), key=lambda i: -scores[i])  # stable: ties keep the draw order
+        return [(replies[i], scores[i]) for i in order]
 
     def reply(self, text: str, settings: DecodeSettings | None = None) -> str:
         """Reply to `text` (any string); never raises on the text."""
@@ -89,13 +140,13 @@ class Chatbot:
     def reply_stream(self, text: str, settings: DecodeSettings | None = None) -> Iterator[str]:
         """Yield the reply as it grows; the last item equals `reply(text, settings)`.
 
-        Greedy and sampling yield after every token. Beam search only knows its best reply at the
-        end, so it yields that reply word by word.
+        Greedy and sampling yield after every token. Beam search and rerank only know their best reply
+        at the end, so they yield that reply word by word.
         """
         settings = settings or DecodeSettings()
         max_length = settings.max_length or self.max_length
         shown = ""
-        if settings.strategy == "beam":
+        if settings.strategy in ("beam", "rerank"):
             words = self.reply(text, settings).split(" ")
             for i in range(len(words)):
                 yield " ".join(words[: i + 1])
@@ -137,8 +188,9 @@ def add_decode_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
         if f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
-        kind = {"strategy": str, "temperature": float, "top_p": float, "length_penalty": float}.get(f.name, int)
-        kwargs = {"choices": ["greedy", "beam", "sample"]} if f.name == "strategy" else {}
+        floats = ("temperature", "top_p", "length_penalty", "mmi_lambda", "length_bonus")
+        kind = str if f.name == "strategy" else float if f.name in floats else int
+        kwargs = {"choices": list(STRATEGIES)} if f.name == "strategy" else {}
         group.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"], **kwargs)
 
 
