@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from chatbot.errors import ChatbotError
 
+MARKER_FILES_KEY = "files"  # the marker is JSON: {"files": [the entries the command wrote]}
 STALE_SECONDS = 60  # a temp file this old is a leftover of an interrupted write, not one in progress
 
 
@@ -89,7 +90,7 @@ def read_marker(folder: Path, marker: str) -> set[str] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    files = data.get("files") if isinstance(data, dict) else None
+    files = data.get(MARKER_FILES_KEY) if isinstance(data, dict) else None
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         return None
     return {*files, marker}
@@ -154,7 +155,7 @@ def replace_dir(
         os.chmod(tmp, normal_mode(directory=True))  # mkdtemp makes the folder private (0700)
         build(tmp)
         written = sorted(p.name for p in tmp.iterdir())
-        (tmp / marker).write_text(json.dumps({"files": written}) + "\n", encoding="utf-8")
+        (tmp / marker).write_text(json.dumps({MARKER_FILES_KEY: written}) + "\n", encoding="utf-8")
         check_out_dir(out, marker, inputs, flag)  # again: something may have appeared while we built
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
