@@ -40,8 +40,9 @@ DEFAULTS = DecodeSettings(strategy="sample", temperature=0.7, top_p=0.9)
 # What the tab says about itself: for someone chatting, not for whoever trained the model (the console
 # line `chatbot serve` prints gives the checkpoint, tokenizer and layers).
 DESCRIPTION = (
-    "A small neural network that learnt to answer from lines of movie dialogue. It answers each message on "
-    "its own (no memory of earlier turns); short everyday sentences work best. How it picks words "
+    "A small neural network that learnt to answer from example dialogue (the shipped model: lines from movies). "
+    "It answers each message on its own (no memory of earlier turns); short everyday sentences work best. "
+    "How it picks words "
     "(Decoding settings, below): greedy takes the likeliest word each time (same reply every time), beam "
     "keeps several candidate replies and returns the likeliest whole one, sample draws each word at "
     "random among the likely ones (a new reply each time)."
