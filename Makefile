@@ -20,8 +20,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
+# Ctrl+C is how the tab is stopped, so it is not an error: the shell survives the interrupt (its trap runs
+# instead of the default, which would end it and make make print "*** Interrupt"), and exit 130 counts as 0.
 chat: install
-	$(BIN)/chatbot serve
+	@trap true INT; $(BIN)/chatbot serve || [ $$? -eq 130 ]
 
 # The quick tier: CPU only, no real data, no browser.
 test: install-dev
@@ -30,7 +32,8 @@ test: install-dev
 test-slow: install-dev
 	$(BIN)/python -m pytest -q -m slow
 
-# The real server driven by gradio_client, and the chat tab in headless Chromium.
+# The real server driven by gradio_client, and the chat tab in headless Chromium. The screenshot goes to a
+# temp folder; UPDATE_SCREENSHOT=1 make test-browser rewrites the README's docs/chat_tab.png.
 test-browser: browser-deps
 	$(BIN)/python -m pytest -q -m browser
 

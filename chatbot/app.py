@@ -8,6 +8,7 @@ to the model.
 from __future__ import annotations
 
 import argparse
+import errno
 import html
 import os
 import queue
@@ -22,6 +23,8 @@ from typing import Any
 
 import torch
 
+from chatbot.chat import NO_REPLY
+from chatbot.cli import float_in, int_in
 from chatbot.reply import Chatbot, DecodeSettings
 
 STRATEGIES = ["greedy", "beam", "sample"]
@@ -30,11 +33,21 @@ EXAMPLES = ["hello", "how are you?", "where are you going?", "what is your name?
 # the cap keeps one pasted book from stalling a worker.
 MAX_MESSAGE_CHARS = 10_000
 EMPTY_MESSAGE = "Say something: type a message and press Enter."
-NO_REPLY = "(no reply to that; try other words)"
 # Sampling, not the tutorial's greedy search: on the Cornell test split the shipped model's greedy replies
 # are 86% one of ten strings ("I don't know."), sampled ones 34% (README, report card). Temperature 0.7 /
 # top-p 0.9 rather than the dataclass's 1.0 / 1.0, which samples the model's long tail.
 DEFAULTS = DecodeSettings(strategy="sample", temperature=0.7, top_p=0.9)
+# What the tab says about itself: for someone chatting, not for whoever trained the model (the console
+# line `chatbot serve` prints gives the checkpoint, tokenizer and layers).
+DESCRIPTION = (
+    "A small neural network that learnt to answer from example dialogue (the shipped model: lines from movies). "
+    "It answers each message on its own (no memory of earlier turns); short everyday sentences work best. "
+    "How it picks words "
+    "(Decoding settings, below): greedy takes the likeliest word each time (same reply every time), beam "
+    "keeps several candidate replies and returns the likeliest whole one, sample draws each word at "
+    "random among the likely ones (a new reply each time)."
+)
+STRATEGY_HELP = "greedy: likeliest word each time; beam: likeliest whole reply; sample: a random likely reply"
 # Seconds between streamed updates: faster than anyone reads, and every update is a message to each page.
 STREAM_INTERVAL = 0.05
 
@@ -48,25 +61,78 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="checkpoint to serve; None means the shipped model chatbot/pretrained/model.pt",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the tab to your network")
-    parser.add_argument("--port", type=int, default=7860, help="port to bind")
+    parser.add_argument("--port", type=int_in(1, 65535), default=7860, help="port to bind")
     parser.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (needs internet)")
-    parser.add_argument("--device", default="cpu", help="torch device for the model, e.g. cpu or cuda")
     parser.add_argument(
-        "--concurrency-limit", type=int, default=2, help="replies computed at once (about one per CPU core)"
+        "--device", type=device_name, default="cpu", help="torch device for the model, e.g. cpu or cuda"
+    )
+    parser.add_argument(
+        "--concurrency-limit",
+        type=int_in(1, 1024),
+        default=2,
+        help="replies computed at once (about one per CPU core)",
     )
     parser.add_argument(
         "--torch-threads",
-        type=int,
+        type=int_in(1, 1024),
         default=1,
         help="torch threads per reply; replies already run side by side, and more threads fight over the cores",
     )
-    parser.add_argument("--max-queue", type=int, default=64, help="requests allowed to wait; more are turned away")
+    parser.add_argument(
+        "--max-queue", type=int_in(1, 100_000), default=64, help="requests allowed to wait; more are turned away"
+    )
     parser.add_argument(
         "--stream-interval",
-        type=float,
+        type=float_in(0, 60),
         default=STREAM_INTERVAL,
         help="seconds between streamed updates of a reply (0 = every token)",
     )
+
+
+def device_name(text: str) -> str:
+    """An argparse `type=`: a torch device this machine has (cuda without a GPU is refused here, not mid-start)."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text} was asked for, but torch sees no CUDA device; use cpu")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(
+                f"{text}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError("mps was asked for, but this machine has no Apple GPU; use cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"{text}: serve runs on cpu, cuda or mps")
+    return text
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, in one line naming --host or --port, an address the server could not bind (before loading anything)."""
+    from chatbot.errors import ChatbotError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ChatbotError(f"--host {host}: not an address this machine can serve on ({reason})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server (uvicorn) binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise ChatbotError(
+                    f"cannot serve on {host}:{port}: --port {port} is in use (another server?); choose another --port"
+                ) from None
+            if err.errno == errno.EACCES:
+                raise ChatbotError(
+                    f"cannot serve on {host}:{port}: --port {port} needs root; use a port >= 1024"
+                ) from None
+            raise ChatbotError(f"--host {host}: not an address of this machine ({err.strerror})") from None
 
 
 def message_text(content: Any) -> str:
@@ -116,6 +182,23 @@ def make_respond(bot: Chatbot, stream_interval: float = STREAM_INTERVAL):
     return respond
 
 
+# The escaping below also reaches the copy buttons, which copy a message's (escaped) value: "<b>" would copy
+# as "&lt;b&gt;". This page script undoes exactly html.escape(quote=False) on text that a click inside the
+# chat (elem_id "chat") sends to the clipboard; copies from anywhere else on the page are left alone.
+COPY_AS_TYPED = """<script>
+(() => {
+  let fromChat = false;
+  document.addEventListener("click", (e) => { fromChat = !!e.target.closest?.("#chat"); }, true);
+  const unescape = (t) => String(t).replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+  const clipboard = navigator.clipboard;
+  if (clipboard && clipboard.writeText) {
+    const write = clipboard.writeText.bind(clipboard);
+    clipboard.writeText = (text) => write(fromChat ? unescape(text) : text);
+  }
+})();
+</script>"""
+
+
 def plain_text_chatbot(**kwargs: Any):
     """A `gr.Chatbot` that shows every message exactly as typed, markup included.
 
@@ -126,7 +209,7 @@ def plain_text_chatbot(**kwargs: Any):
     """
     import gradio as gr
 
-    chat = gr.Chatbot(render_markdown=False, buttons=["copy", "copy_all"], **kwargs)
+    chat = gr.Chatbot(render_markdown=False, buttons=["copy", "copy_all"], elem_id="chat", **kwargs)
     to_page, from_page = chat.postprocess, chat.preprocess
 
     def postprocess(value):
@@ -158,16 +241,19 @@ def build_demo(bot: Chatbot, concurrency_limit: int = 2, stream_interval: float 
         chatbot=plain_text_chatbot(placeholder="Ask the movie-dialogue bot something."),
         textbox=gr.Textbox(placeholder="Type a message and press Enter", max_lines=4, submit_btn=True),
         additional_inputs=[
-            gr.Radio(STRATEGIES, value=DEFAULTS.strategy, label="Decoding strategy"),
-            gr.Slider(1, 10, value=DEFAULTS.beam_width, step=1, label="Beam width (beam)"),
-            gr.Slider(0.1, 2.0, value=DEFAULTS.temperature, step=0.05, label="Temperature (sample)"),
-            gr.Slider(0.05, 1.0, value=DEFAULTS.top_p, step=0.05, label="Top-p (sample)"),
+            gr.Radio(STRATEGIES, value=DEFAULTS.strategy, label="Decoding strategy", info=STRATEGY_HELP),
+            gr.Slider(1, 10, value=DEFAULTS.beam_width, step=1, label="Beam width (beam)", info="replies kept"),
+            gr.Slider(
+                0.1, 2.0, value=DEFAULTS.temperature, step=0.05, label="Temperature (sample)", info="higher: bolder"
+            ),
+            gr.Slider(
+                0.05, 1.0, value=DEFAULTS.top_p, step=0.05, label="Top-p (sample)", info="lower: only the likeliest"
+            ),
         ],
         additional_inputs_accordion=gr.Accordion("Decoding settings", open=False),
         examples=[[e] for e in EXAMPLES],
         title="Seq2seq chatbot",
-        description=f"A GRU encoder-decoder with Luong attention. {bot.description}. "
-        "It answers each message on its own (no memory of earlier turns).",
+        description=DESCRIPTION,
         api_name="chat",
         concurrency_limit=concurrency_limit,
         analytics_enabled=False,
@@ -181,6 +267,7 @@ def run(args: argparse.Namespace) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home; the tab works offline
     # Measured on the 2-core dev machine: a tutorial-size greedy reply took 87 ms of CPU with one torch
     # thread and 460 ms with two (the extra threads spin-wait while other requests hold the cores).
+    check_address(args.host, args.port)  # before the model loads: a busy port should not cost a minute
     torch.set_num_threads(args.torch_threads)
     bot = Chatbot.from_checkpoint(args.checkpoint, device=args.device)
     demo = build_demo(bot, args.concurrency_limit, args.stream_interval)
@@ -193,9 +280,11 @@ def run(args: argparse.Namespace) -> None:
             quiet=True,
             prevent_thread_lock=True,
             ssr_mode=False,
+            head=COPY_AS_TYPED,
         )
-    except OSError as err:
-        raise ChatbotError(f"cannot serve on {args.host}:{args.port}: {str(err).splitlines()[0]}") from None
+    except OSError as err:  # taken between the check and now; Gradio's message advises launch() arguments
+        reason = str(err).splitlines()[0].split(". You can")[0]
+        raise ChatbotError(f"cannot serve on {args.host}:{args.port} (check --host and --port): {reason}") from None
     url = share_url or local_url
     print(f"chatbot serve: {bot.description}; open {url} (Ctrl+C to stop)", flush=True)
     try:

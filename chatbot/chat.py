@@ -13,6 +13,7 @@ from collections.abc import Callable
 from chatbot.reply import Chatbot, DecodeSettings, add_decode_arguments, settings_from_args
 
 QUIT = {"quit", "q"}
+NO_REPLY = "(no reply to that; try other words)"  # shown (here and in the tab) instead of an empty reply
 
 
 def chat_loop(
@@ -20,11 +21,12 @@ def chat_loop(
     settings: DecodeSettings,
     read: Callable[[str], str] = input,
     write: Callable[[str], None] = print,
+    prompt: str = "> ",
 ) -> None:
-    """Read lines until quit/q/EOF/Ctrl-C, answering each one."""
+    """Read lines until quit/q/EOF/Ctrl-C, answering each one (`prompt` "" for input that is not a person)."""
     while True:
         try:
-            line = read("> ")
+            line = read(prompt)
         except (EOFError, KeyboardInterrupt):
             write("")
             return
@@ -32,7 +34,8 @@ def chat_loop(
             return
         if not line.strip():
             continue
-        write(f"Bot: {bot.reply(line, settings)}")
+        reply = bot.reply(line, settings)
+        write(f"Bot: {reply if reply.strip() else NO_REPLY}")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -47,5 +50,6 @@ def run(args: argparse.Namespace) -> int:
     if hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="replace")
     print(f"{bot.description}\nType a message; quit, q or Ctrl-D to leave.", file=sys.stderr)
-    chat_loop(bot, settings)
+    # Piped input (a file, another program) gets the replies alone, not a "> " before each one.
+    chat_loop(bot, settings, prompt="> " if sys.stdin.isatty() else "")
     return 0

@@ -13,16 +13,16 @@ Keys of a checkpoint (format "chatbot-checkpoint", version 1):
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from chatbot.errors import ChatbotError
+from chatbot.files import atomic_write
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.tokenizer import Tokenizer, tokenizer_from_state
 
@@ -33,29 +33,32 @@ DEFAULT_CHECKPOINT = PRETRAINED_DIR / "model.pt"
 DEFAULT_BACKWARD = PRETRAINED_DIR / "backward.pt"  # the reply -> query model that rerank scores with
 
 
-def atomic_write(path: str | Path, write) -> None:
-    """Call `write(file_object)` on a temp file beside `path`, fsync it, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600); give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` (plain data and tensors only) to `path` atomically."""
     state = {"format": FORMAT, "version": VERSION, **state}
     atomic_write(path, lambda f: torch.save(state, f))
+
+
+def verify_zip(path: Path) -> None:
+    """Read every member of the checkpoint's zip archive, so a flipped byte fails its CRC-32 check.
+
+    torch.load reads tensors without checking the zip's CRCs, so a corrupted checkpoint would load
+    and answer with silently wrong weights.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise ChatbotError(f"{path} is not a readable checkpoint (corrupt or truncated: {err})") from None
+    if bad is not None:
+        raise ChatbotError(f"{path} is corrupt: its member {bad} fails the CRC check (damaged on disk or in transfer)")
+
+
+def _first_line(err: BaseException) -> str:
+    """An exception's first non-empty line, without torch's advice to load with weights_only=False."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if "weights_only" not in line]
+    return (useful or ["unknown reason"])[0]
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -67,21 +70,73 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ChatbotError(f"checkpoint path is a directory, not a file: {path}")
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
         raise ChatbotError(f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file)")
+    verify_zip(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         # torch's message is a paragraph; the line naming the refused object is the useful one.
-        reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+        reason = next((line for line in lines if "WeightsUnpickler error" in line), "")
         reason = reason.split(" Please use")[0]  # drop torch's advice to allow-list it
-        raise ChatbotError(f"refusing to load {path}: it holds more than plain data ({reason})") from None
+        detail = f" ({reason})" if reason else ""
+        raise ChatbotError(f"refusing to load {path}: it holds more than plain data{detail}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ChatbotError(f"{path} is not a readable checkpoint (corrupt or truncated): {err}") from None
+        raise ChatbotError(f"{path} is not a readable checkpoint (corrupt or truncated): {_first_line(err)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ChatbotError(f"{path} is not a chatbot checkpoint (missing format marker)")
     if state.get("version") != VERSION:
         raise ChatbotError(f"{path} has checkpoint version {state.get('version')}; this code reads {VERSION}")
+    problem = check_fields(state)
+    if problem:
+        raise ChatbotError(f"{path} has an invalid {problem}")
     return state
+
+
+ATTN_MODELS = ("dot", "general", "concat")
+# model_config field -> (type, smallest, largest): a checkpoint outside these is damaged or not ours.
+MODEL_CONFIG_RANGES: dict[str, tuple[type, float, float]] = {
+    "vocab_size": (int, 4, 10_000_000),  # at least PAD, SOS, EOS, UNK
+    "hidden_size": (int, 1, 65_536),
+    "encoder_n_layers": (int, 1, 64),
+    "decoder_n_layers": (int, 1, 64),
+    "dropout": (float, 0.0, 1.0),
+}
+
+
+def _is_number(value: Any, kind: type) -> bool:
+    """`value` is an int (for int fields), or an int or float (for float fields); bools are neither."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if kind is int else isinstance(value, (int, float))
+
+
+def check_fields(state: dict[str, Any]) -> str | None:
+    """The first invalid field of a loaded checkpoint, as "field (value): the rule", or None if all are valid."""
+    from chatbot.normalize import MODES
+
+    if "normalize" in state and state["normalize"] not in MODES:
+        return f"normalize ({state['normalize']!r}): must be one of {', '.join(MODES)}"
+    if "max_length" in state:
+        value = state["max_length"]
+        if not _is_number(value, int) or value < 2:
+            return f"max_length ({value!r}): must be an integer >= 2"
+    config = state.get("model_config")
+    if not isinstance(config, dict):
+        return f"model_config ({type(config).__name__}): must be a dict of the model's shape"
+    for name, (kind, low, high) in MODEL_CONFIG_RANGES.items():
+        if name not in config:
+            continue
+        value = config[name]
+        if not _is_number(value, kind) or not low <= value <= high or (name == "dropout" and value == high):
+            bound = f"{low} <= x < {high}" if name == "dropout" else f"an integer in {low}..{high}"
+            return f"model_config.{name} ({value!r}): must be {bound}"
+    if config.get("attn_model", "dot") not in ATTN_MODELS:
+        return f"model_config.attn_model ({config['attn_model']!r}): must be one of {', '.join(ATTN_MODELS)}"
+    if config.get("decoder_n_layers", 2) > config.get("encoder_n_layers", 2):
+        return "model_config.decoder_n_layers: must not exceed encoder_n_layers (its state starts from theirs)"
+    if not isinstance(state.get("tokenizer"), dict):
+        return "tokenizer: must be the tokenizer's state (a dict)"
+    return None
 
 
 def build_model(state: dict[str, Any], device: str | torch.device = "cpu") -> tuple[Seq2Seq, Tokenizer]:

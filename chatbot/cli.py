@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
+from collections.abc import Callable
+from typing import NoReturn
 
 # name -> (module, one-line help). Order is the pipeline's order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,9 +27,64 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, `chatbot CMD: error: ...`, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to a flag's help unless the help already says its default, or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "(default" in text
+            or any(action.default is v for v in (None, False, argparse.SUPPRESS))
+            or action.nargs == 0
+        ):
+            return text
+        return super()._get_help_string(action)
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse `type=` that accepts integers in low..high (no upper bound when `high` is None)."""
+    allowed = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse `type=` that accepts finite numbers in [low, high] (or (low, high] with `low_open`)."""
+    allowed = f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
 def _top_parser() -> argparse.ArgumentParser:
     lines = "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items())
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="chatbot",
         description="Seq2seq chatbot: download -> prepare -> train -> evaluate -> chat/serve.",
         epilog=f"commands:\n{lines}\n\nRun `chatbot COMMAND --help` for a command's options.",
@@ -42,6 +101,23 @@ def _version() -> str:
     return f"chatbot {__version__}"
 
 
+def expected_failure(err: BaseException) -> str | None:
+    """One line for a failure that is the user's files or machine, not a bug; None for a bug."""
+    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)):
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror or err}{where}"
+    if isinstance(err, OSError):  # a full disk, a dropped connection, a read-only file system ...
+        where = f" ({err.filename})" if err.filename else ""
+        return f"{err.strerror or str(err).splitlines()[0]}{where}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({err.reason} at byte {err.start}); convert it to UTF-8"
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":  # torch's CUDA OOM too
+        return "out of memory; try a smaller --batch-size or model, or another --device"
+    if isinstance(err, ModuleNotFoundError):
+        return f"the package {err.name} is missing; install the project with `pip install -e .`"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the chosen command, and turn user errors into one line on stderr."""
     from chatbot.errors import ChatbotError
@@ -52,18 +128,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name, rest = argv[0], argv[1:]
     module_name, help_ = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(
-        prog=f"chatbot {name}", description=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    prog = f"chatbot {name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        print(f"{prog}: error: {expected_failure(err)}", file=sys.stderr)
+        return 1
+    parser = OneLineErrorParser(prog=prog, description=help_, formatter_class=DefaultsOnceFormatter)
     module.configure_parser(parser)
     args = parser.parse_args(rest)
     try:
         code = module.run(args)
     except ChatbotError as err:
-        print(f"chatbot {name}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"chatbot {name}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `chatbot chat | head`: the reader left; nothing more to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's final flush fails quietly
+        return 1
+    except Exception as err:  # noqa: BLE001 - the one place that decides how failures look
+        line = expected_failure(err)
+        if line is None:
+            traceback.print_exc()
+            print(
+                f"{prog}: internal error (a bug, not your input): please report it with the traceback above",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{prog}: error: {line}", file=sys.stderr)
+        return 1
     return int(code or 0)

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from chatbot.cli import float_in, int_in
 from chatbot.errors import ChatbotError
 from chatbot.vocab import atomic_write_bytes
 
@@ -222,8 +223,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", default="corpus/raw", help="folder for the zip and the unpacked files")
     parser.add_argument("--url", default=None, help="download from this URL instead (a mirror); one source only")
     parser.add_argument("--sha256", default=None, help="expected SHA-256 of the zip (overrides the pinned one)")
-    parser.add_argument("--retries", type=int, default=3, help="resume attempts after a cut connection")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server before giving up")
+    parser.add_argument("--retries", type=int_in(0, 100), default=3, help="resume attempts after a cut connection")
+    parser.add_argument(
+        "--timeout",
+        type=float_in(0, 3600, low_open=True),
+        default=30.0,
+        help="seconds to wait for the server before giving up",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,10 +27,12 @@ import torch
 import torch.nn as nn
 
 from chatbot.errors import ChatbotError
+from chatbot.files import check_out_dir, replace_dir
 from chatbot.reply import Chatbot
 from chatbot.tokenizer import EOS_token, PAD_token, SOS_token, load_tokenizer
 
 FORMAT = "chatbot-export"
+MARKER = ".chatbot-export"  # written into every export folder: `chatbot export` replaces only folders holding it
 MAX_SOURCE = 1024  # longest query the exported encoder accepts (the reply API keeps far fewer tokens)
 MAX_BEAMS = 256
 
@@ -114,13 +114,14 @@ def export_programs(model) -> tuple[torch.export.ExportedProgram, torch.export.E
     return encoder, decoder
 
 
-def export_model(bot: Chatbot, out: str | Path) -> Path:
-    """Write the export folder for `bot` (atomically: built beside `out`, then renamed into place)."""
-    out = Path(out)
+def export_model(bot: Chatbot, out: str | Path, inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Write the export folder for `bot` (atomically, see `replace_dir`); `inputs` must not lie inside `out`.
+
+    An existing `out` is replaced only if it is empty or an earlier export (it holds MARKER).
+    """
     encoder, decoder = export_programs(bot.model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         torch.export.save(encoder, tmp / "encoder.pt2")
         torch.export.save(decoder, tmp / "decoder.pt2")
         bot.tokenizer.save(tmp)
@@ -134,13 +135,8 @@ def export_model(bot: Chatbot, out: str | Path) -> Path:
             "description": bot.description,
         }
         (tmp / "export.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return replace_dir(out, build, MARKER, inputs)
 
 
 class ExportedSeq2Seq:
@@ -182,13 +178,21 @@ def load_exported(folder: str | Path) -> Chatbot:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped model)")
-    parser.add_argument("--out", default="runs/export", help="folder to write encoder.pt2, decoder.pt2 and friends")
+    parser.add_argument(
+        "--out",
+        default="runs/export",
+        help="folder for encoder.pt2, decoder.pt2 and friends (replaced only if an earlier export wrote it)",
+    )
     parser.add_argument("--check", default="Hello. How are you?", help="after exporting, reply to this from the export")
 
 
 def run(args: argparse.Namespace) -> int:
+    from chatbot.checkpoint import DEFAULT_CHECKPOINT
+
+    checkpoint = DEFAULT_CHECKPOINT if args.checkpoint is None else Path(args.checkpoint)
+    check_out_dir(args.out, MARKER, [checkpoint])  # refuse before the minute of loading and exporting
     bot = Chatbot.from_checkpoint(args.checkpoint)
-    out = export_model(bot, args.out)
+    out = export_model(bot, args.out, (checkpoint,))
     exported = load_exported(out)
     print(f"exported {bot.description}\n  -> {out} (encoder.pt2, decoder.pt2, export.json, tokenizer)")
     if args.check:

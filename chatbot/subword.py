@@ -14,6 +14,7 @@ from typing import Any
 
 import sentencepiece as spm
 
+from chatbot.errors import ChatbotError
 from chatbot.tokenizer import EOS_token, PAD_token, SOS_token, UNK_token
 from chatbot.vocab import atomic_write_bytes
 
@@ -111,4 +112,9 @@ class SentencePieceTokenizer:
     @classmethod
     def load(cls, directory: str | Path) -> SentencePieceTokenizer:
         """Read `directory/spm.model`."""
-        return cls((Path(directory) / FILENAME).read_bytes())
+        path = Path(directory) / FILENAME
+        try:
+            return cls(path.read_bytes())
+        except (RuntimeError, ValueError) as err:  # SentencePiece raises RuntimeError on a garbled model
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ChatbotError(f"{path} is not a readable SentencePiece model ({reason})") from None

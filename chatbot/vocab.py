@@ -7,12 +7,12 @@ Fixes two tutorial bugs: an unknown word raised a KeyError (here it encodes to U
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from chatbot.errors import ChatbotError
+from chatbot.files import atomic_write
 from chatbot.tokenizer import EOS_token, PAD_token, SOS_token, UNK_token
 
 SPECIALS = {PAD_token: "PAD", SOS_token: "SOS", EOS_token: "EOS", UNK_token: "UNK"}
@@ -21,16 +21,7 @@ FILENAME = "voc.json"
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to a temp file beside `path`, then rename it into place (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 class Voc:
@@ -111,8 +102,15 @@ class Voc:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> Voc:
         """Rebuild a `Voc` from `state_dict()`."""
-        if state.get("kind") != "word" or len(state.get("words", ())) != len(state.get("counts", ())):
-            raise ValueError("not a word-vocabulary state (kind 'word' with matching words and counts)")
+        if not isinstance(state, dict) or state.get("kind") != "word":
+            raise ValueError("not a word-vocabulary state (a dict with kind 'word')")
+        words, counts = state.get("words"), state.get("counts")
+        if not isinstance(words, list) or not isinstance(counts, list) or len(words) != len(counts):
+            raise ValueError("not a word-vocabulary state (lists of words and counts of the same length)")
+        if not all(isinstance(w, str) and w for w in words) or len(set(words)) != len(words):
+            raise ValueError("the vocabulary's words must be distinct non-empty strings")
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise ValueError("the vocabulary's counts must be integers >= 0")
         voc = cls(state.get("name", "voc"))
         for word, count in zip(state["words"], state["counts"], strict=True):
             voc.addWord(word, int(count))
@@ -127,8 +125,12 @@ class Voc:
     @classmethod
     def load(cls, directory: str | Path) -> Voc:
         """Read `directory/voc.json`."""
-        with open(Path(directory) / FILENAME, encoding="utf-8") as f:
-            return cls.from_state_dict(json.load(f))
+        path = Path(directory) / FILENAME
+        try:
+            return cls.from_state_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ChatbotError(f"{path} is not a readable vocabulary ({reason})") from None
 
     @classmethod
     def from_sentences(cls, sentences: Iterable[str], name: str = "voc") -> Voc:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ from chatbot.reply import Chatbot
 from chatbot.tokenizer import EOS_token
 
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO / "docs" / "chat_tab.png"
+SCREENSHOT = REPO / "docs" / "chat_tab.png"  # rewritten only with UPDATE_SCREENSHOT=1 (it is tracked)
 CHROMIUM = Path("/usr/bin/chromium")
 SENTENCES = ["hello there .", "how are you ?", "i am fine thanks .", "where are you going ?", "what is your name ?"]
 
@@ -120,6 +122,65 @@ def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "checkpoint not found" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--concurrency-limit", "0", "argument --concurrency-limit: must be an integer in 1..1024, not 0"),
+        ("--concurrency-limit", "-1", "argument --concurrency-limit: must be an integer in 1..1024, not -1"),
+        ("--max-queue", "-5", "argument --max-queue: must be an integer in 1..100000, not -5"),
+        ("--port", "70000", "argument --port: must be an integer in 1..65535, not 70000"),
+        ("--port", "http", "argument --port: must be an integer in 1..65535, not 'http'"),
+        ("--torch-threads", "0", "argument --torch-threads: must be an integer in 1..1024, not 0"),
+        ("--stream-interval", "nan", "argument --stream-interval: must be a number in [0, 60], not nan"),
+        ("--device", "gpu", "argument --device: 'gpu' is not a torch device (cpu, cuda, cuda:N, mps)"),
+    ],
+)
+def test_bad_flags_are_one_line_before_anything_starts(capsys, tmp_path, flag, value, message):
+    from chatbot.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--checkpoint", str(tmp_path / "none.pt"), flag, value])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"chatbot serve: error: {message} (see `chatbot serve --help`)\n"
+
+
+def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path):
+    from chatbot.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit):
+        main(["serve", "--device", "cuda"])
+    assert capsys.readouterr().err == (
+        "chatbot serve: error: argument --device: cuda was asked for, but torch sees no CUDA device; use cpu "
+        "(see `chatbot serve --help`)\n"
+    )
+
+
+def test_busy_port_or_bad_host_is_one_line_naming_the_flag(capsys, tiny_checkpoint):
+    from chatbot.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--checkpoint", str(tiny_checkpoint), "--port", str(port)]) == 1
+    assert capsys.readouterr().err == (
+        f"chatbot serve: error: cannot serve on 127.0.0.1:{port}: --port {port} is in use (another server?); "
+        "choose another --port\n"
+    )
+    assert main(["serve", "--checkpoint", str(tiny_checkpoint), "--host", "192.0.2.1"]) == 1  # TEST-NET: not ours
+    assert capsys.readouterr().err.startswith("chatbot serve: error: --host 192.0.2.1: not an address of this machine")
+
+
+def test_the_tab_describes_itself_for_a_user():
+    from chatbot.app import DESCRIPTION, STRATEGY_HELP
+
+    for text in (DESCRIPTION, STRATEGY_HELP):
+        assert all(name in text for name in STRATEGIES)  # what greedy, beam and sample do
+    assert not any(word in DESCRIPTION for word in ("GRU", "normalize", "tokenizer", "hidden", "2+2"))
+
+
 # --- the real server (browser tier) ------------------------------------------------------------
 
 
@@ -214,6 +275,16 @@ def page():
         browser.close()
 
 
+@pytest.fixture
+def browser_page(page):
+    """A fresh page in its own context (its own permissions), beside the module's shared page."""
+    context = page.context.browser.new_context(viewport={"width": 1000, "height": 760})
+    fresh = context.new_page()
+    fresh.set_default_timeout(120_000)
+    yield fresh
+    context.close()
+
+
 # Records every text the newest bot message shows, so the test can see the reply grow.
 WATCH_BOT = """() => {
   window.__botTexts = [];
@@ -271,8 +342,23 @@ def test_chat_in_a_real_browser(server, page, tmp_path):
 
 
 @pytest.mark.browser
-def test_screenshot_of_the_shipped_model(page):
-    """Chat with the shipped model in the browser and save the README's screenshot (docs/chat_tab.png)."""
+def test_copy_conversation_copies_what_was_typed(server, browser_page):
+    """The copy button copies the characters typed, not the escapes that keep them from becoming markup."""
+    page = browser_page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(server[1], wait_until="load")
+    page.get_by_placeholder("Type a message and press Enter").wait_for()
+    typed = "<b>not bold</b> & co"
+    send(page, typed)
+    assert wait_for_reply(page, 1)
+    page.get_by_label("Copy conversation").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert f"user: {typed}" in copied and "&lt;" not in copied and "&amp;" not in copied
+
+
+@pytest.mark.browser
+def test_screenshot_of_the_shipped_model(page, tmp_path):
+    """Chat with the shipped model in the browser; UPDATE_SCREENSHOT=1 saves it as the README's docs/chat_tab.png."""
     if not DEFAULT_CHECKPOINT.exists():
         pytest.skip(f"the shipped model {DEFAULT_CHECKPOINT} is not in this checkout")
     from chatbot.app import free_port
@@ -284,8 +370,9 @@ def test_screenshot_of_the_shipped_model(page):
             send(page, text)
             assert wait_for_reply(page, n)
         assert page.locator(".toast-body").count() == 0, "an error toast appeared"
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT))
+        path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / SCREENSHOT.name
+        path.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(path))
     finally:
         proc.terminate()
         proc.wait(timeout=30)

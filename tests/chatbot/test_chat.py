@@ -1,19 +1,23 @@
 """`chatbot chat`: the REPL answers, leaves on quit/q/EOF, and never shows a traceback."""
 
+import copy
+import io
 import subprocess
 import sys
 
 import pytest
+import torch
 
-from chatbot.chat import chat_loop
+from chatbot.chat import NO_REPLY, chat_loop
 from chatbot.cli import main
 from chatbot.reply import Chatbot, DecodeSettings
+from chatbot.tokenizer import EOS_token
 from tests.chatbot.tinybot import REPO_ROOT, one_thread, trained_model, write_checkpoint  # noqa: F401
 
 
-def run_loop(lines, settings=None):
-    model, voc = trained_model()
-    bot, out = Chatbot(model, voc), []
+def run_loop(lines, settings=None, model=None):
+    trained, voc = trained_model()
+    bot, out = Chatbot(model or trained, voc), []
     feed = iter(lines)
 
     def read(prompt):
@@ -64,8 +68,8 @@ def test_command_on_any_input_without_traceback(tmp_path):
     out = subprocess.run(cmd, input=stdin_bytes, capture_output=True, cwd=REPO_ROOT, timeout=300)
     assert out.returncode == 0, out.stderr.decode()
     assert b"Traceback" not in out.stderr
-    lines = [line for line in out.stdout.decode().split("> ") if line.strip()]
-    assert lines[0].strip() == "Bot: I'm fine." and len(lines) == 5
+    lines = out.stdout.decode().splitlines()  # piped input: replies only, no "> " prompts
+    assert lines[0] == "Bot: I'm fine." and len(lines) == 5 and all(line.startswith("Bot: ") for line in lines)
 
 
 def test_command_errors_are_one_line(tmp_path, capsys):
@@ -74,3 +78,28 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     assert err.strip().count("\n") == 0 and "checkpoint not found" in err
     assert main(["chat", "--temperature", "0", "--checkpoint", str(tmp_path / "missing.pt")]) == 1
     assert "temperature must be > 0" in capsys.readouterr().err
+
+
+def test_a_reply_that_is_only_eos_shows_a_placeholder():
+    model, voc = trained_model()
+    mute = copy.deepcopy(model)
+    with torch.no_grad():
+        mute.decoder.out.bias[EOS_token] = 1e4  # EOS first, always
+    out = run_loop(["hello", "how are you?"], DecodeSettings(min_length=0), mute)
+    assert out == [f"Bot: {NO_REPLY}", f"Bot: {NO_REPLY}", ""]
+
+
+def test_piped_input_gets_no_prompts_a_terminal_does(tmp_path, capsys, monkeypatch):
+    model, voc = trained_model()
+    ckpt = write_checkpoint(tmp_path / "m.pt", model, voc)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("how are you ?\nhello\n"))
+    assert main(["chat", "--checkpoint", str(ckpt)]) == 0
+    assert capsys.readouterr().out == "Bot: I'm fine.\nBot: Hi.\n\n"
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal("hello\nq\n"))
+    assert main(["chat", "--checkpoint", str(ckpt)]) == 0
+    assert capsys.readouterr().out == "> Bot: Hi.\n> "

@@ -139,3 +139,106 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
 def test_missing_checkpoint_is_one_line(tmp_path):
     with pytest.raises(ChatbotError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def flip_byte_inside_a_tensor(path):
+    """Flip one byte in the middle of the largest tensor's bytes, leaving the zip's structure readable."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        tensors = [i for i in archive.infolist() if "/data/" in i.filename and not i.filename.endswith(".pkl")]
+        info = max(tensors, key=lambda i: i.compress_size)
+    data = bytearray(path.read_bytes())
+    # The local header is 30 bytes plus the name and extra field; the data follows it.
+    name_len = int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_len = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return info.filename
+
+
+def test_flipped_byte_fails_the_crc_check(tmp_path, model):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, checkpoint_state(model))
+    member = flip_byte_inside_a_tensor(path)
+    torch.load(path, weights_only=True)  # the flip is real and silent: torch alone loads the damaged file
+    with pytest.raises(ChatbotError) as err:
+        load_checkpoint(path)
+    assert (
+        str(err.value) == f"{path} is corrupt: its member {member} fails the CRC check (damaged on disk or in transfer)"
+    )
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("normalize", "shouting", "normalize ('shouting'): must be one of tutorial, unicode"),
+        ("max_length", 1, "max_length (1): must be an integer >= 2"),
+        ("max_length", 10.5, "max_length (10.5): must be an integer >= 2"),
+        ("max_length", True, "max_length (True): must be an integer >= 2"),
+        ("model_config", [1, 2], "model_config (list): must be a dict of the model's shape"),
+        ("model_config.hidden_size", 0, "model_config.hidden_size (0): must be an integer in 1..65536"),
+        ("model_config.vocab_size", "7826", "model_config.vocab_size ('7826'): must be an integer in 4..10000000"),
+        ("model_config.encoder_n_layers", -1, "model_config.encoder_n_layers (-1): must be an integer in 1..64"),
+        ("model_config.dropout", 1.0, "model_config.dropout (1.0): must be 0.0 <= x < 1.0"),
+        ("model_config.attn_model", "bilinear", "model_config.attn_model ('bilinear'): must be one of dot, general"),
+        ("model_config.decoder_n_layers", 3, "model_config.decoder_n_layers: must not exceed encoder_n_layers"),
+        ("tokenizer", "voc.json", "tokenizer: must be the tokenizer's state"),
+    ],
+)
+def test_out_of_range_fields_are_refused_naming_the_field(tmp_path, model, field, value, message):
+    state = checkpoint_state(model)
+    if field.startswith("model_config."):
+        state["model_config"][field.split(".")[1]] = value
+    else:
+        state[field] = value
+    save_checkpoint(tmp_path / "m.pt", state)
+    with pytest.raises(ChatbotError) as err:
+        load_checkpoint(tmp_path / "m.pt")
+    assert str(err.value).startswith(f"{tmp_path / 'm.pt'} has an invalid {message}")
+    assert "\n" not in str(err.value)
+
+
+def test_refusals_never_quote_torchs_weights_only_advice(tmp_path, model):
+    marker = tmp_path / "pwned"
+    torch.save({"x": Exploit(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(ChatbotError) as err:
+        load_checkpoint(tmp_path / "evil.pt")
+    assert "weights_only" not in str(err.value) and "Please use" not in str(err.value)
+
+
+def test_the_shipped_model_passes_every_check():
+    from chatbot.checkpoint import DEFAULT_CHECKPOINT, check_fields
+
+    if not DEFAULT_CHECKPOINT.exists():
+        pytest.skip(f"no shipped model at {DEFAULT_CHECKPOINT}")
+    state = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert check_fields(state) is None and state["normalize"] == "tutorial" and state["max_length"] == 10
+
+
+def test_save_removes_stale_temps_of_that_file_only(tmp_path, model):
+    import os
+    import time
+
+    old, fresh = tmp_path / ".m.pt.abcd1234.tmp", tmp_path / ".m.pt.wxyz5678.tmp"
+    other, notes = tmp_path / ".best.pt.abcd1234.tmp", tmp_path / ".m.pt.notes.tmp"
+    for p in (old, fresh, other, notes):
+        p.write_bytes(b"half a checkpoint")
+    hour_ago = time.time() - 3600
+    for p in (old, other, notes):
+        os.utime(p, (hour_ago, hour_ago))
+    save_checkpoint(tmp_path / "m.pt", checkpoint_state(model))
+    # the old leftover of m.pt goes; one still being written (fresh), another file's, and a non-temp name stay
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.pt", fresh.name, other.name, notes.name])
+
+
+def test_saved_files_get_a_normal_mode(tmp_path, model):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "m.pt", checkpoint_state(model))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644

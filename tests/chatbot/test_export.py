@@ -6,12 +6,13 @@ import sys
 import pytest
 import torch
 
+from chatbot.cli import main
 from chatbot.decode import DecodeSettings
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import PROBES
-from chatbot.export import ExportEncoder, export_model, load_exported
+from chatbot.export import MARKER, ExportEncoder, export_model, load_exported
 from chatbot.reply import Chatbot
-from tests.chatbot.tinybot import PAIRS, one_thread, random_model, trained_model  # noqa: F401
+from tests.chatbot.tinybot import PAIRS, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,9 @@ def bots(tmp_path_factory):
 
 def test_export_folder_holds_programs_tokenizer_and_metadata(bots):
     eager, folder = bots
-    assert {p.name for p in folder.iterdir()} == {"encoder.pt2", "decoder.pt2", "voc.json", "export.json"}
+    names = {"encoder.pt2", "decoder.pt2", "voc.json", "export.json"}
+    assert {p.name for p in folder.iterdir()} == names | {MARKER}
+    assert set(json.loads((folder / MARKER).read_text())["files"]) == names
     meta = json.loads((folder / "export.json").read_text())
     assert meta["program"] == "torch.export" and meta["normalize"] == "tutorial" and meta["max_length"] == 10
 
@@ -74,3 +77,52 @@ def test_export_encoder_matches_packed_encoder(attn):
 def test_not_an_export_folder(tmp_path):
     with pytest.raises(ChatbotError, match="export.json"):
         load_exported(tmp_path)
+
+
+def test_exporting_again_replaces_an_earlier_export(bots):
+    eager, folder = bots
+    (folder / "encoder.pt2").write_bytes(b"stale")
+    assert export_model(eager, folder) == folder
+    assert load_exported(folder).reply("hello .") == eager.reply("hello .")
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # no temp or old folder left
+
+
+def export_cli(capsys, *argv) -> tuple[int, str]:
+    code = main(["export", *map(str, argv)])
+    return code, capsys.readouterr().err
+
+
+def test_export_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.md").write_text("sentinel")
+    code, err = export_cli(capsys, "--out", notes)
+    assert code == 1 and err == (
+        f"chatbot export: error: --out {notes} already exists and was not written by this command "
+        "(it holds todo.md); remove it or choose another folder\n"
+    )
+    assert [p.name for p in notes.iterdir()] == ["todo.md"] and (notes / "todo.md").read_text() == "sentinel"
+
+
+def test_export_never_replaces_the_folder_holding_its_checkpoint(tmp_path, capsys):
+    model, voc = trained_model()
+    run = tmp_path / "run"
+    write_checkpoint(run / "last.pt", model, voc)
+    (run / MARKER).write_text(json.dumps({"files": ["last.pt"]}))  # even one that looks like an export
+    code, err = export_cli(capsys, "--checkpoint", run / "last.pt", "--out", run)
+    assert code == 1 and err == (
+        f"chatbot export: error: --out {run} holds the input {run / 'last.pt'}; choose a folder that does not\n"
+    )
+    assert sorted(p.name for p in run.iterdir()) == sorted([MARKER, "last.pt"])
+
+
+def test_export_onto_a_file_or_the_current_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("sentinel")
+    code, err = export_cli(capsys, "--out", "notes.txt")
+    assert code == 1 and err == "chatbot export: error: --out notes.txt is a file, not a folder; choose another path\n"
+    code, err = export_cli(capsys, "--out", ".")
+    assert code == 1 and err == (
+        "chatbot export: error: --out . is the current folder or one above it; choose a new folder\n"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

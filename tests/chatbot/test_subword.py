@@ -112,3 +112,12 @@ def test_round_trip_property(tokenizer: SentencePieceTokenizer, text: str) -> No
     # Any text, once normalized, comes back exactly (byte fallback covers characters never seen in training).
     normalized = normalize_string(text, "unicode")
     assert tokenizer.decode(tokenizer.encode(normalized)) == normalized
+
+
+def test_garbled_spm_model_is_one_line(tmp_path) -> None:
+    from chatbot.errors import ChatbotError
+
+    (tmp_path / "spm.model").write_bytes(b"\x00not a model\xff" * 20)
+    with pytest.raises(ChatbotError, match=r"spm.model is not a readable SentencePiece model \(") as err:
+        SentencePieceTokenizer.load(tmp_path)
+    assert "\n" not in str(err.value)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chatbot.errors import ChatbotError
 from chatbot.tokenizer import (
     EOS_token,
     PAD_token,
@@ -93,3 +96,33 @@ def test_trim_keeps_exactly_the_frequent_words_with_their_counts(corpus: list[st
     voc.trim(min_count)
     assert voc.word2count == {w: c for w, c in before.items() if c >= min_count}
     assert sorted(voc.word2index.values()) == list(range(4, 4 + len(voc.word2count)))
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b'["the", "cat"]', "not a word-vocabulary state (a dict with kind 'word')"),
+        (b'{"kind": "word", "words": ["a", "b"], "counts": [1]}', "lists of words and counts of the same length"),
+        (b'{"kind": "word", "words": ["a", "a"], "counts": [1, 1]}', "words must be distinct non-empty strings"),
+        (b'{"kind": "word", "words": ["a"], "counts": [-1]}', "counts must be integers >= 0"),
+        (b'{"kind": "word", "wor', "Unterminated string"),
+        (b"\xff\xfe\x00garbage", "can't decode byte"),
+    ],
+    ids=["list", "lengths", "repeats", "negative count", "truncated", "not utf-8"],
+)
+def test_bad_voc_json_is_one_line(tmp_path, content: bytes, reason: str) -> None:
+    (tmp_path / "voc.json").write_bytes(content)
+    with pytest.raises(ChatbotError) as err:
+        load_tokenizer(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'voc.json'} is not a readable vocabulary (") and reason in message
+    assert "\n" not in message
+
+
+def test_saved_voc_json_has_a_normal_files_mode(tmp_path) -> None:
+    umask = os.umask(0o022)
+    try:
+        small_voc().save(tmp_path)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "voc.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
