@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 import traceback
@@ -65,21 +66,36 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
-    """An argparse `type=` that accepts finite numbers in [low, high] (or (low, high] with `low_open`)."""
-    allowed = f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
+def float_in(
+    low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False, allow_inf: bool = False
+) -> Callable[[str], float]:
+    """An argparse `type=` that accepts numbers between low and high (each end closed unless `*_open`);
+    nan always refused, and inf unless `allow_inf`."""
+    right = "" if high == math.inf else f"{high:g}"
+    allowed = f"a number in {'(' if low_open else '['}{'-inf' if low == -math.inf else f'{low:g}'}, {right or 'inf'}"
+    allowed += ")" if high_open or (high == math.inf and not allow_inf) else "]"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}") from None
-        if not (low < value if low_open else low <= value) or not value <= high:  # also refuses nan
+        above_low = low < value if low_open else low <= value
+        below_high = value < high if high_open else value <= high
+        if not (above_low and below_high) or (math.isinf(value) and not allow_inf):  # nan fails every comparison
             raise argparse.ArgumentTypeError(f"must be {allowed}, not {text}")
         return value
 
     parse.__name__ = "float"
     return parse
+
+
+def int_or_none(text: str) -> int:
+    """An argparse `type=` for an optional integer such as a seed (any integer)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
 
 
 def _top_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from chatbot.checkpoint import atomic_write
+from chatbot.cli import int_in
 from chatbot.decode import STRATEGIES, DecodeSettings
 from chatbot.errors import ChatbotError
 from chatbot.reply import Chatbot, add_decode_arguments, settings_from_args
@@ -80,8 +81,8 @@ def exclude_trained(pairs: list[tuple[str, str]], trained: set[tuple[str, str]])
 
 def candidate_sets(n_pairs: int, k: int = HITS_CANDIDATES, seed: int = 0) -> list[list[int]]:
     """For each pair i: [i] + (k - 1) other pair indices drawn without replacement (the true reply first)."""
-    if n_pairs < k:
-        raise ChatbotError(f"hits@1 of {k} needs at least {k} pairs; got {n_pairs}")
+    if n_pairs < k or k < 2:
+        raise ChatbotError(f"hits@1 of {k} needs at least {k} pairs (and k >= 2); got {n_pairs}")
     rng = random.Random(seed)
     sets = []
     for i in range(n_pairs):
@@ -192,13 +193,15 @@ def evaluate(
 ) -> dict:
     """The whole report as plain data: model, perplexity, per-strategy metrics, probe replies."""
     settings = settings or DecodeSettings()
-    scores = PairScores(bot, pairs)
+    k = min(HITS_CANDIDATES, len(pairs))  # a small test set ranks among all its replies
+    scores = PairScores(bot, pairs, k)
     ppl, ppl_word = scores.perplexity()
     report = {
         "model": bot.description,
         "backward": bot.backward.description if bot.backward is not None else None,
         "pairs": len(pairs),
         "excluded_as_trained": excluded,
+        "hits_candidates": k,
         "perplexity": round(ppl, 3),
         "perplexity_per_word": round(ppl_word, 3),
         "settings": asdict(settings),
@@ -237,7 +240,7 @@ METRICS = ("hits_at_1", "bleu", "distinct_1", "distinct_2", "top10_share", "mean
 def metrics_table(reports: list[dict]) -> list[str]:
     """One row per (model, strategy): the figures of the report card."""
     lines = [
-        "| model | strategy | hits@1/20 | ppl/word | ppl/token | BLEU | distinct-1 | distinct-2 | top-10 share | mean length |",
+        f"| model | strategy | hits@1/{reports[0]['hits_candidates']} | ppl/word | ppl/token | BLEU | distinct-1 | distinct-2 | top-10 share | mean length |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, report in enumerate(reports):
@@ -307,9 +310,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "give each compared model's training data",
     )
     parser.add_argument(
-        "--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES, help="decoding strategies to score"
+        "--strategies",
+        nargs="+",
+        default=None,
+        choices=STRATEGIES,
+        help="decoding strategies to score (default: all; rerank only with a backward model)",
     )
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs (after --exclude-train)")
+    parser.add_argument("--limit", type=int_in(1), default=None, help="score only the first N pairs (after --exclude-train)")
     parser.add_argument("--out", default="runs/evaluate", help="folder for report.json and report.md")
     parser.add_argument("--bleu-tokenize", default="13a", help="sacrebleu tokenizer (13a; char or zh for Chinese)")
     add_decode_arguments(parser, exclude=("strategy",))
@@ -326,14 +333,15 @@ def run(args: argparse.Namespace) -> int:
     kept = exclude_trained(pairs, trained)
     excluded = len(pairs) - len(kept)
     pairs = kept[: args.limit]
-    if len(pairs) < HITS_CANDIDATES:
-        raise ChatbotError(f"{len(pairs)} pairs to evaluate; hits@1/{HITS_CANDIDATES} needs at least {HITS_CANDIDATES}")
+    if len(pairs) < 2:
+        raise ChatbotError(f"{len(pairs)} pair(s) to evaluate; hits@1 needs at least 2")
     if args.exclude_train:
         print(f"left out {excluded} pairs found in the training data of {', '.join(args.exclude_train)}")
     reports = []
     for n, checkpoint in enumerate(checkpoints):
         bot = Chatbot.from_checkpoint(checkpoint, backward=args.backward)
-        report = evaluate(bot, pairs, args.strategies, settings_from_args(args), args.bleu_tokenize, excluded)
+        strategies = args.strategies or [s for s in STRATEGIES if s != "rerank" or bot.backward is not None]
+        report = evaluate(bot, pairs, strategies, settings_from_args(args), args.bleu_tokenize, excluded)
         report["label"] = labels[n] if n < len(labels) else _model_label(report, n)
         reports.append(report)
     out = Path(args.out)

@@ -32,6 +32,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from chatbot.cli import float_in, int_in
 from chatbot.corpus import FORMATS, Pair, extract_pairs, pair_key, read_corpus, split_by_conversation
 from chatbot.errors import ChatbotError
 from chatbot.normalize import MODES, normalize_string
@@ -87,6 +88,17 @@ HELP = {
 CHOICES = {"fmt": ("auto", *FORMATS), "normalize": MODES, "tokenizer": TOKENIZERS, "sp_model_type": ("unigram", "bpe")}
 
 
+FLAG_TYPES = {
+    "max_length": int_in(2, 10_000),
+    "min_count": int_in(1),
+    "vocab_size": int_in(1, 10_000_000),
+    "valid_fraction": float_in(0, 1, high_open=True),
+    "test_fraction": float_in(0, 1, high_open=True),
+    "seed": int_in(0),
+    "max_entropy": float_in(0),
+}
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `chatbot prepare`, generated from `PrepareConfig`."""
     parser.add_argument("input", help="a folder with the Cornell or ConvoKit files, utterances.jsonl, or a pairs file")
@@ -97,7 +109,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         if f.type in ("bool", bool):
             parser.add_argument(flag, dest=f.name, action="store_true", help=HELP[f.name])
         else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
+            kind = FLAG_TYPES.get(f.name, str)
             parser.add_argument(
                 flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name), help=HELP[f.name]
             )

@@ -9,12 +9,14 @@ tutorial's `evaluateInput` crashed with a KeyError on an unknown word and printe
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from chatbot.cli import float_in, int_in, int_or_none
 from chatbot.decode import (
     STRATEGIES,
     DecodeSettings,
@@ -181,6 +183,24 @@ def tidy(text: str, normalize: str = "tutorial") -> str:
     return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
 
 
+# What each decoding flag accepts (checked by argparse; `DecodeSettings` checks the same for API callers).
+DECODE_FLAG_TYPES = {
+    "strategy": str,
+    "beam_width": int_in(1, 1000),
+    "temperature": float_in(0, low_open=True, allow_inf=True),
+    "top_k": int_in(0),
+    "top_p": float_in(0, 1, low_open=True),
+    "length_penalty": float_in(-math.inf),
+    "min_length": int_in(0),
+    "no_repeat_ngram_size": int_in(0),
+    "max_length": int_in(1, 10_000),
+    "seed": int_or_none,
+    "candidates": int_in(1, 1000),
+    "mmi_lambda": float_in(-math.inf),
+    "length_bonus": float_in(-math.inf),
+}
+
+
 def add_decode_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
     """Add one --flag per `DecodeSettings` field (but `exclude`), defaulted and documented by the dataclass."""
     group = parser.add_argument_group("decoding")
@@ -188,10 +208,8 @@ def add_decode_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
         if f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
-        floats = ("temperature", "top_p", "length_penalty", "mmi_lambda", "length_bonus")
-        kind = str if f.name == "strategy" else float if f.name in floats else int
         kwargs = {"choices": list(STRATEGIES)} if f.name == "strategy" else {}
-        group.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"], **kwargs)
+        group.add_argument(flag, type=DECODE_FLAG_TYPES[f.name], default=f.default, help=f.metadata["help"], **kwargs)
 
 
 def settings_from_args(args: argparse.Namespace) -> DecodeSettings:

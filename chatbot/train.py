@@ -48,6 +48,7 @@ from chatbot.batching import (
     tensorize,
 )
 from chatbot.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from chatbot.cli import float_in, int_in
 from chatbot.errors import ChatbotError
 from chatbot.model import ModelConfig, Seq2Seq, select_positions
 
@@ -104,6 +105,31 @@ TRAIN_HELP = {
     "label_smoothing": "spread this much of each target's probability over the vocabulary in the training loss",
     "bucket": "length bucketing: sort every run of this many batches by target length, then shuffle the "
     "batches, so a batch pads less (0 = off)",
+}
+
+
+# What each flag accepts (checked by argparse, before any work starts). Steps and intervals may be 0 = off.
+FLAG_TYPES = {
+    "hidden_size": int_in(1, 8192),
+    "encoder_n_layers": int_in(1, 16),
+    "decoder_n_layers": int_in(1, 16),
+    "dropout": float_in(0, 1, high_open=True),
+    "attn_model": str,
+    "batch_size": int_in(1, 1_000_000),
+    "learning_rate": float_in(0, low_open=True),
+    "decoder_learning_ratio": float_in(0, low_open=True),
+    "clip": float_in(0, low_open=True),
+    "teacher_forcing_ratio": float_in(0, 1),
+    "max_steps": int_in(0),
+    "epochs": int_in(0),
+    "time_budget_minutes": float_in(0),
+    "eval_every": int_in(0),
+    "save_every": int_in(0),
+    "log_every": int_in(1),
+    "eval_batch_size": int_in(1, 1_000_000),
+    "seed": int_in(0),
+    "label_smoothing": float_in(0, 1, high_open=True),
+    "bucket": int_in(0, 100_000),
 }
 
 
@@ -532,7 +558,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, helps: dict[
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["type"] = type(default)
+            kwargs["type"] = FLAG_TYPES.get(f.name, type(default))
         if f.name == "attn_model":
             kwargs["choices"] = ["dot", "general", "concat"]
         group.add_argument(flag, **kwargs)
@@ -544,7 +570,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder for last.pt, best.pt, log.jsonl and loss.png")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly from its last.pt")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
-    parser.add_argument("--num-threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    parser.add_argument(
+        "--num-threads", type=int_in(0, 1024), default=0, help="CPU threads for torch (0 = torch's default)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (the JSONL log still runs)")
     add_dataclass_flags(parser, ModelConfig, MODEL_HELP, "model (ignored with --resume: the checkpoint's is used)")
     add_dataclass_flags(parser, TrainConfig, TRAIN_HELP, "training")

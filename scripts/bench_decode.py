@@ -1,4 +1,4 @@
-"""Reply latency on this CPU: our greedy and beam-5 next to the tutorial's GreedySearchDecoder, same model.
+"""Reply latency on this CPU: our greedy, beam-5 and rerank next to the tutorial's GreedySearchDecoder, same model.
 
     python scripts/bench_decode.py                      # the shipped model, or a tutorial-size random one
     python scripts/bench_decode.py --checkpoint runs/x/model.pt --repeats 20 --threads 1 2
@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from chatbot.app import DEFAULTS
 from chatbot.checkpoint import DEFAULT_CHECKPOINT
 from chatbot.decode import GreedySearchDecoder, source_tensors
 from chatbot.evaluate import PROBES
@@ -86,6 +87,7 @@ def measure(fns: dict, prompts: list[str], repeats: int) -> dict[str, tuple[list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=None, help="model to time (default: the shipped one if present)")
+    parser.add_argument("--backward", default=None, help="backward model for rerank (default: the shipped one's)")
     parser.add_argument("--random", action="store_true", help="time a random tutorial-size model instead")
     parser.add_argument("--repeats", type=int, default=10, help="passes over the probe prompts")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op thread counts to try")
@@ -94,7 +96,7 @@ def main() -> None:
     if args.random or (args.checkpoint is None and not DEFAULT_CHECKPOINT.exists()):
         bot = tutorial_size_bot()
     else:
-        bot = Chatbot.from_checkpoint(args.checkpoint)
+        bot = Chatbot.from_checkpoint(args.checkpoint, backward=args.backward)
     searcher = GreedySearchDecoder(bot.model)
     greedy, beam5 = DecodeSettings("greedy"), DecodeSettings("beam", beam_width=5)
     print(f"model: {bot.description}")
@@ -114,6 +116,8 @@ def main() -> None:
             "greedy (stops at EOS)": lambda p: bot.reply(p, greedy),
             "beam-5": lambda p: bot.reply(p, beam5),
         }
+        if bot.backward is not None:
+            fns["rerank (the tab's default)"] = lambda p: bot.reply(p, DEFAULTS)
         for name, (wall, cpu) in measure(fns, PROBES, args.repeats).items():
             cells = " | ".join(f"{np.percentile(ms, q):.1f}" for ms in (wall, cpu) for q in (50, 90))
             print(f"| {threads} | {name} | {cells} |", flush=True)

@@ -14,12 +14,21 @@ is measured, and (c) is the one that reaches (a)'s loss soonest. They are chosen
 loss that they are judged by, so say so when quoting the figure.
 
     python scripts/bench_train.py DATA_DIR [--iterations 4000] [--device auto] [--best 1024:1e-3,2048:2e-3]
+
+With `--target-from CHECKPOINT` it compares instead, side by side in one run on this device: (a), (b) in
+fp32, (b) with bf16 autocast, and a training recipe (`--recipe`, e.g. the shipped model's); each trains
+from its own fresh weights until its validation perplexity per word reaches CHECKPOINT's on the same
+validation pairs (e.g. the first shipped model's), or until `--max-minutes`. It prints each one's
+tokens/s and its training time to that target (validation time left out of the clocks):
+
+    python scripts/bench_train.py corpus/prepared/w20 --target-from runs/old.pt --num-threads 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import random
 import sys
@@ -32,13 +41,21 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from chatbot.batching import PairTensors, encode_pairs, epoch_order, iterate_batches, make_batch, tensorize
+from chatbot.batching import (
+    PairTensors,
+    bucket_order,
+    encode_pairs,
+    epoch_order,
+    iterate_batches,
+    make_batch,
+    tensorize,
+)
 from chatbot.checkpoint import atomic_write
 from chatbot.errors import ChatbotError
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.prepare import load_prepared
 from chatbot.tokenizer import SOS_token
-from chatbot.train import TrainConfig, evaluate, make_optimizer, train_step
+from chatbot.train import TrainConfig, autocast_for, evaluate, make_optimizer, train_step
 
 
 def sync(device: torch.device) -> None:
@@ -101,7 +118,10 @@ def project_steps(model, optimizer, examples: PairTensors, config: TrainConfig, 
     """Endless (batch, closure) pairs of this project's training steps, over shuffled epochs."""
     epoch = 0
     while True:
-        for batch in iterate_batches(examples, epoch_order(len(examples), epoch, seed), config.batch_size):
+        order = epoch_order(len(examples), epoch, seed)
+        if config.bucket:
+            order = bucket_order(examples, order, config.batch_size, config.bucket, epoch, seed)
+        for batch in iterate_batches(examples, order, config.batch_size):
             batch = batch.to(device)
             yield batch, lambda b=batch: train_step(model, b, optimizer, config.clip, True, float(b.n_tokens), autocast)
         epoch += 1
@@ -145,6 +165,147 @@ def time_to_quality(model, examples, valid, config, target_loss, max_seconds, ev
     return None
 
 
+def tutorial_steps(model, examples, device, seed):
+    """Endless (batch, closure) pairs of (a)'s iterations (random.choice batches, the tutorial's train())."""
+    lr, ratio = 1e-4, 5.0
+    encoder_optimizer = torch.optim.Adam(model.encoder.parameters(), lr=lr)
+    decoder_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=lr * ratio)
+    rng = random.Random(seed)
+    while True:
+        chosen = sorted((rng.choice(examples) for _ in range(64)), key=lambda e: len(e[0]), reverse=True)
+        batch = make_batch(chosen).to(device)
+        yield batch, lambda b=batch: tutorial_train(b, model, encoder_optimizer, decoder_optimizer, 50.0)
+
+
+def ppl_per_word(model, valid: PairTensors, n_words: int, device) -> float:
+    """Teacher-forced validation perplexity per word (fp32): exp(summed NLL / words + ends of replies)."""
+    loss, tokens = evaluate(model, valid, 256, device, torch.autocast(device.type, enabled=False))
+    return math.exp(min(loss * tokens / n_words, 700))
+
+
+def train_to_target(model, steps, valid, n_words, target, max_seconds, eval_every, device, name):
+    """Run `steps` until validation perplexity per word <= target -> (seconds or None, tokens/s, last ppl)."""
+    model.train()
+    seconds, tokens, done, ppl = 0.0, 0, 0, float("inf")
+    while seconds < max_seconds:
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(eval_every):
+            batch, step = next(steps)
+            step()
+            tokens += batch.n_tokens
+        sync(device)
+        seconds += time.perf_counter() - start
+        done += eval_every
+        ppl = ppl_per_word(model, valid, n_words, device)
+        model.train()
+        print(
+            f"  {name} step {done}: {seconds:.0f} s, validation perplexity per word {ppl:.2f} (target {target:.2f})",
+            flush=True,
+        )
+        if ppl <= target:
+            return seconds, tokens / seconds, ppl
+    return None, tokens / seconds, ppl
+
+
+def parse_recipe(text: str) -> dict:
+    """'hidden_size=384,batch_size=64,learning_rate=2.5e-4,bucket=20' -> {name: value} of ModelConfig/TrainConfig."""
+    known = {**ModelConfig.__dataclass_fields__, **TrainConfig.__dataclass_fields__}
+    recipe = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        if name not in known:
+            raise argparse.ArgumentTypeError(f"unknown recipe field {name!r} (fields of ModelConfig or TrainConfig)")
+        default = getattr(ModelConfig() if name in ModelConfig.__dataclass_fields__ else TrainConfig(), name)
+        try:
+            recipe[name] = type(default)(float(value)) if isinstance(default, (int, float)) else value
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"recipe field {name}: {value!r} is not a number") from None
+    return recipe
+
+
+def compare(args, data, device) -> int:
+    """The `--target-from` comparison: (a), (b) fp32, (b) bf16 and the recipe, to the old model's ppl per word."""
+    from chatbot.reply import Chatbot
+    from chatbot.scoring import sequence_log_probs, words
+
+    valid_pairs = data.valid[: args.eval_pairs]
+    old = Chatbot.from_checkpoint(args.target_from)
+    old_scores = sequence_log_probs(
+        old.model, [old.query_ids(q) for q, _ in valid_pairs], [old.target_ids(r) for _, r in valid_pairs]
+    )
+    n_words = sum(words(r) for _, r in valid_pairs)
+    target = math.exp(-float(old_scores.sum()) / n_words)
+    examples = encode_pairs(data.train, data.tokenizer)
+    pairs = tensorize(examples)
+    valid = tensorize(encode_pairs(valid_pairs, data.tokenizer))
+    hardware = f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+    print(
+        f"{hardware}; torch {torch.__version__}; {date.today()}; {len(examples)} training pairs, {len(valid_pairs)} "
+        f"validation pairs; target: {args.target_from}'s validation perplexity per word, {target:.2f}",
+        flush=True,
+    )
+    recipe = args.recipe
+    model_recipe = {k: v for k, v in recipe.items() if k in ModelConfig.__dataclass_fields__}
+    train_recipe = {k: v for k, v in recipe.items() if k in TrainConfig.__dataclass_fields__}
+    contenders = [
+        ("(a) tutorial loop, batch 64", {}, None),
+        ("(b) this project, batch 64, fp32", {}, TrainConfig()),
+        ("(b) this project, batch 64, bf16", {}, TrainConfig(cpu_amp=True)),
+        (
+            "recipe " + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in recipe.items()),
+            model_recipe,
+            TrainConfig(**train_recipe),
+        ),
+    ]
+    rows = []
+    for name, model_fields, config in contenders:
+        torch.manual_seed(args.seed)
+        model_config = ModelConfig(
+            **{"vocab_size": len(data.tokenizer), "hidden_size": args.hidden_size, **model_fields}
+        )
+        model = Seq2Seq(model_config).to(device)
+        if config is None:
+            steps = tutorial_steps(model, examples, device, args.seed)
+        else:
+            optimizer = make_optimizer(model, config, device)
+            autocast = autocast_for(device, config.amp, config.cpu_amp)
+            steps = project_steps(model, optimizer, pairs, config, device, autocast, args.seed)
+        print(name, flush=True)
+        seconds, tps, ppl = train_to_target(
+            model,
+            steps,
+            valid,
+            n_words,
+            target,
+            args.max_minutes * 60,
+            args.eval_every or 100,
+            device,
+            name.split(" ")[0],
+        )
+        rows.append({"contender": name, "tokens_per_s": tps, "seconds_to_target": seconds, "last_ppl_word": ppl})
+        if args.json:
+            result = {
+                "hardware": hardware,
+                "torch": torch.__version__,
+                "date": str(date.today()),
+                "target": target,
+                "rows": rows,
+            }
+            atomic_write(args.json, lambda f, r=result: f.write(json.dumps(r, indent=2).encode()))
+    base = rows[0]["tokens_per_s"]
+    print(f"\n| contender | tokens/s | vs (a) | training time to ppl/word {target:.2f} |")
+    print("|---|---|---|---|")
+    for r in rows:
+        reached = (
+            f"{r['seconds_to_target']:.0f} s"
+            if r["seconds_to_target"] is not None
+            else (f"not within {args.max_minutes:g} min (reached {r['last_ppl_word']:.2f})")
+        )
+        print(f"| {r['contender']} | {r['tokens_per_s']:,.0f} | {r['tokens_per_s'] / base:.2f}x | {reached} |")
+    return 0
+
+
 CUDA_BEST = "256:1e-3,512:1e-3,1024:1e-3,2048:1.5e-3,4096:2e-3"
 CPU_BEST = "128:2e-4"
 
@@ -183,6 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-ratio", type=float, default=2.0, help="give a (c) up after this times (a)'s time")
     parser.add_argument("--seed", type=int, default=0, help="random seed (initial weights, data order)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--target-from", help="compare (a), (b) fp32, (b) bf16 and --recipe to this checkpoint's ppl per word"
+    )
+    parser.add_argument(
+        "--recipe",
+        type=parse_recipe,
+        default=parse_recipe("hidden_size=384,learning_rate=2.5e-4,bucket=20"),
+        help="the recipe compared with --target-from: NAME=VALUE fields of ModelConfig/TrainConfig, comma-separated",
+    )
+    parser.add_argument("--max-minutes", type=float, default=5.0, help="--target-from: each contender's time limit")
     args = parser.parse_args(argv)
 
     if args.num_threads:
@@ -196,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     except ChatbotError as err:
         print(f"bench_train.py: error: {err}", file=sys.stderr)
         return 1
+    if args.target_from:
+        try:
+            return compare(args, data, device)
+        except ChatbotError as err:
+            print(f"bench_train.py: error: {err}", file=sys.stderr)
+            return 1
     examples = encode_pairs(data.train, data.tokenizer)  # (a) builds its batches from these lists
     pairs = tensorize(examples)  # (b) and (c), as `chatbot train`: padded once, batches are slices
     valid = tensorize(encode_pairs(data.valid[: args.eval_pairs], data.tokenizer))

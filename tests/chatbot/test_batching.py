@@ -3,6 +3,7 @@
 import torch
 
 from chatbot.batching import (
+    bucket_order,
     encode_pairs,
     epoch_order,
     eval_order,
@@ -123,3 +124,21 @@ def test_eval_order_sorts_by_length():
     ties = [([4, EOS_token], [5] * n + [EOS_token]) for n in (2, 0, 1)]  # same source length: target decides
     assert eval_order(tensorize(ties)) == [1, 2, 0]
     assert eval_order(tensorize(ties), rank=1, world_size=2) == [2]
+
+
+def test_bucket_order_is_a_seeded_permutation_of_length_sorted_full_batches():
+    data = tiny_dataset(n_train=203)
+    pairs = tensorize(encode_pairs(data.train, data.tokenizer))
+    order = epoch_order(len(pairs), epoch=2, seed=5)
+    bucketed = bucket_order(pairs, order, batch_size=8, bucket=5, epoch=2, seed=5)
+    assert sorted(bucketed) == list(range(203))  # every pair once per epoch
+    assert bucket_order(pairs, order, 8, 5, 2, 5) == bucketed  # a function of (epoch, seed): resumes exactly
+    assert bucket_order(pairs, order, 8, 5, 3, 5) != bucketed
+    batches = [bucketed[i : i + 8] for i in range(0, 203, 8)]
+    assert [len(b) for b in batches] == [8] * 25 + [3]  # the one short batch last, so slicing stays aligned
+    target = pairs.target_lengths.tolist()
+    spread = sum(max(target[i] for i in b) - min(target[i] for i in b) for b in batches[:-1])
+    plain = [order[i : i + 8] for i in range(0, 200, 8)]
+    assert spread < sum(max(target[i] for i in b) - min(target[i] for i in b) for b in plain)  # less padding
+    padded = sum(max(target[i] for i in b) * len(b) for b in batches)
+    assert padded < sum(max(target[i] for i in b) * len(b) for b in [order[i : i + 8] for i in range(0, 203, 8)])

@@ -76,8 +76,10 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     assert main(["chat", "--checkpoint", str(tmp_path / "missing.pt")]) == 1
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "checkpoint not found" in err
-    assert main(["chat", "--temperature", "0", "--checkpoint", str(tmp_path / "missing.pt")]) == 1
-    assert "temperature must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["chat", "--temperature", "0", "--checkpoint", str(tmp_path / "missing.pt")])
+    assert exit_.value.code == 2
+    assert "argument --temperature: must be a number in (0, inf], not 0" in capsys.readouterr().err
 
 
 def test_a_reply_that_is_only_eos_shows_a_placeholder():
@@ -103,3 +105,19 @@ def test_piped_input_gets_no_prompts_a_terminal_does(tmp_path, capsys, monkeypat
     monkeypatch.setattr(sys, "stdin", Terminal("hello\nq\n"))
     assert main(["chat", "--checkpoint", str(ckpt)]) == 0
     assert capsys.readouterr().out == "> Bot: Hi.\n> "
+
+
+def test_sampled_replies_differ_across_turns_by_default_and_repeat_with_a_seed(tmp_path, monkeypatch, capsys):
+    """The seed bug: a fixed default seed gave every turn the same draw ("Shut up." five times)."""
+    from tests.chatbot.tinybot import make_voc, random_model
+
+    voc = make_voc()
+    ckpt = write_checkpoint(tmp_path / "m.pt", random_model(len(voc), seed=3, hidden=32), voc)
+    monkeypatch.setattr("sys.stdin", io.StringIO("how are you ?\n" * 6))
+    assert main(["chat", "--checkpoint", str(ckpt), "--strategy", "sample"]) == 0
+    fresh = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert len(fresh) == 6 and len(set(fresh)) > 1  # a random model's draws: six of one reply is ~impossible
+    monkeypatch.setattr("sys.stdin", io.StringIO("how are you ?\n" * 6))
+    assert main(["chat", "--checkpoint", str(ckpt), "--strategy", "sample", "--seed", "7"]) == 0
+    seeded = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert len(seeded) == 6 and len(set(seeded)) == 1

@@ -17,6 +17,7 @@ from chatbot.corpus import (
     Pair,
     detect_format,
     extract_pairs,
+    pair_key,
     read_convokit,
     read_cornell,
     read_corpus,
@@ -147,8 +148,34 @@ def test_split_is_by_conversation_deterministic_and_complete(sizes: list[int], s
     assert sorted(map(id, train + valid + test)) == sorted(map(id, pairs))
     convs = [{p.conversation for p in s} for s in (train, valid, test)]
     assert not (convs[0] & convs[1] or convs[0] & convs[2] or convs[1] & convs[2])
-    if len(sizes) >= 3:
-        assert valid and test
+    # A conversation's split is a function of its id alone: dropping other pairs (as a length filter
+    # does) never moves it, so datasets prepared with different settings agree.
+    where = {p.conversation: name for name, split in zip(SPLIT_NAMES, (train, valid, test), strict=False) for p in split}
+    subset = [p for p in pairs if hash(p.conversation) % 3 == 0]
+    for name, split in zip(SPLIT_NAMES, split_by_conversation(subset, 0.1, 0.1, seed), strict=True):
+        assert all(where[p.conversation] == name for p in split)
+
+
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+def test_split_fractions_and_seed() -> None:
+    pairs = make_pairs([1] * 20_000)
+    train, valid, test = split_by_conversation(pairs, 0.05, 0.1, seed=0)
+    assert len(valid) / len(pairs) == pytest.approx(0.05, abs=0.006)
+    assert len(test) / len(pairs) == pytest.approx(0.1, abs=0.006)
+    other = split_by_conversation(pairs, 0.05, 0.1, seed=1)[2]
+    assert {p.conversation for p in test} != {p.conversation for p in other}  # the seed picks another test set
+
+
+def test_hold_out_pulls_whole_conversations_into_its_split() -> None:
+    pairs = make_pairs([3, 3, 3, 3])  # conversations c0..c3 with pairs q{c}.{i} -> r{c}.{i}
+    hold_out = {pair_key("q1.2", "r1.2"): "valid", pair_key("q2.0", "r2.0"): "test", pair_key("q3.1", "r3.1"): "valid"}
+    hold_out[pair_key("q3.2", "r3.2")] = "test"  # c3 holds a valid and a test pair: test wins
+    train, valid, test = split_by_conversation(pairs, 0.0, 0.0, seed=0, hold_out=hold_out)
+    assert {p.conversation for p in train} == {"c0"}
+    assert [p.query for p in valid] == ["q1.0", "q1.1", "q1.2"]
+    assert {p.conversation for p in test} == {"c2", "c3"} and len(test) == 6
 
 
 # --- the tutorial, step by step, on the real files (movies m0..m57) -----------------------------------

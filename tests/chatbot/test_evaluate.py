@@ -1,13 +1,30 @@
 """`chatbot evaluate`: metrics checked against hand counts, and the command end to end."""
 
 import json
+import math
 import time
 
 import pytest
+import torch
 
 from chatbot.cli import main
-from chatbot.evaluate import PROBES, distinct_n, evaluate, perplexity, read_pairs, to_markdown, top10_share
+from chatbot.errors import ChatbotError
+from chatbot.evaluate import (
+    PROBES,
+    TUTORIAL,
+    PairScores,
+    candidate_sets,
+    distinct_n,
+    evaluate,
+    exclude_trained,
+    hits_at_1,
+    read_pairs,
+    to_markdown,
+    top10_share,
+)
+from chatbot.model import Seq2Seq
 from chatbot.reply import Chatbot, DecodeSettings
+from chatbot.vocab import Voc
 from tests.chatbot.tinybot import PAIRS, REPO_ROOT, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 
 
@@ -25,24 +42,111 @@ def test_distinct_and_top10_share_by_hand():
 
 def test_perplexity_learnt_pairs_are_likely_random_model_is_not():
     model, voc = trained_model()
-    trained = perplexity(Chatbot(model, voc), PAIRS)
-    untrained = perplexity(Chatbot(random_model(len(voc), seed=1, hidden=32), voc), PAIRS)
+    trained, trained_word = PairScores(Chatbot(model, voc), PAIRS, k=4).perplexity()
+    untrained, _ = PairScores(Chatbot(random_model(len(voc), seed=1, hidden=32), voc), PAIRS, k=4).perplexity()
     assert 1.0 <= trained < 2.0  # it has (nearly) memorised them
     assert untrained > 0.5 * len(voc)  # near uniform over the vocabulary
+    # A word tokenizer has one token per word (+ EOS), so perplexity per word is perplexity per token.
+    assert trained_word == pytest.approx(trained, rel=1e-12)
+
+
+def test_perplexity_per_word_divides_by_words_not_tokens():
+    model, voc = trained_model()
+    scores = PairScores(Chatbot(model, voc), PAIRS, k=4)
+    nll = -float(scores.forward[:, 0].sum())
+    n_words = sum(len(r.split()) + 1 for _, r in PAIRS)
+    assert scores.perplexity()[1] == pytest.approx(math.exp(nll / n_words))
+
+
+def test_candidate_sets_hold_the_true_reply_first_and_distinct_others():
+    sets = candidate_sets(30, k=20, seed=3)
+    assert candidate_sets(30, k=20, seed=3) == sets
+    for i, row in enumerate(sets):
+        assert row[0] == i and len(set(row)) == 20 and i not in row[1:] and all(0 <= j < 30 for j in row)
+    with pytest.raises(ChatbotError, match="at least 20 pairs"):
+        candidate_sets(19)
+
+
+def test_hits_at_1_preferring_true_is_1_uniform_is_1_over_k():
+    preferring = torch.zeros(50, 20)
+    preferring[:, 0] = 1.0
+    assert hits_at_1(preferring) == 1.0
+    assert hits_at_1(torch.zeros(50, 20)) == pytest.approx(1 / 20)  # every candidate alike: ties
+    assert hits_at_1(-preferring) == 0.0
+    noise = torch.randn(20_000, 20, generator=torch.Generator().manual_seed(0))
+    assert hits_at_1(noise) == pytest.approx(1 / 20, abs=0.006)  # scores unrelated to the truth: chance
+
+
+def uniform_model(vocab_size: int) -> Seq2Seq:
+    """A model whose next-token distribution is uniform whatever the input: zero output layer."""
+    model = random_model(vocab_size, seed=0, hidden=16)
+    with torch.no_grad():
+        model.decoder.out.weight.zero_()
+        model.decoder.out.bias.zero_()
+    return model
+
+
+def test_hits_at_1_of_a_memorising_model_is_1_and_of_a_uniform_model_1_over_k():
+    model, voc = trained_model()
+    k = len(PAIRS)  # every pair's candidates are all the replies
+    assert hits_at_1(PairScores(Chatbot(model, voc), PAIRS, k=k).forward) == 1.0
+    # Replies of one length, so the uniform model gives every candidate the same log-probability.
+    pairs = [(f"w{i} .", f"w{i} w{i + 1} .") for i in range(40)]
+    voc40 = Voc.from_sentences(s for p in pairs for s in p)
+    scores = PairScores(Chatbot(uniform_model(len(voc40)), voc40), pairs)
+    assert scores.forward.std() < 1e-9
+    assert hits_at_1(scores.forward) == pytest.approx(1 / 20)
+
+
+def test_exclude_trained_drops_exactly_the_trained_pairs():
+    pairs = [("a .", "b ."), ("c .", "d ."), ("a .", "b ."), ("e .", "f .")]
+    assert exclude_trained(pairs, {("a .", "b ."), ("x .", "y .")}) == [("c .", "d ."), ("e .", "f .")]
 
 
 def test_report_contents():
     model, voc = trained_model()
     bot = Chatbot(model, voc, "tutorial", 10, "tiny")
-    report = evaluate(bot, PAIRS, ["greedy", "beam", "sample"], DecodeSettings(seed=1))
+    pairs = PAIRS * 3  # hits@1/20 needs 20 pairs
+    report = evaluate(bot, pairs, ["greedy", "beam", "sample"], DecodeSettings(seed=1))
     assert set(report["strategies"]) == {"greedy", "beam", "sample"}
     greedy = report["strategies"]["greedy"]
     assert greedy["bleu"] == pytest.approx(100.0)  # every learnt reply reproduced exactly
     assert greedy["top10_share"] == 1.0 and greedy["perplexity"] == report["perplexity"]
+    assert 0 <= greedy["hits_at_1"] <= 1
     assert list(report["probes"]) == PROBES
-    assert report["probes"]["How are you?"]["greedy"] == bot.reply("How are you?")
+    assert report["probes"][PROBES[1]]["greedy"] == bot.reply(PROBES[1])
+    assert [row["prompt"] for row in report["tutorial"]] == [p for p, _ in TUTORIAL] and len(TUTORIAL) == 10
+    assert report["tutorial"][0]["tutorial"] == "hello ."
     markdown = to_markdown(report)
-    assert "| greedy |" in markdown and "| How are you? |" in markdown
+    assert "| greedy |" in markdown and f"| {PROBES[1]} |" in markdown and "| hello? | hello . |" in markdown
+
+
+def test_rerank_without_a_backward_model_is_one_line():
+    model, voc = trained_model()
+    with pytest.raises(ChatbotError, match="--backward"):
+        evaluate(Chatbot(model, voc), PAIRS * 3, ["rerank"], DecodeSettings(seed=1))
+
+
+def test_compare_two_checkpoints_on_the_same_pairs(tmp_path, capsys):
+    model, voc = trained_model()
+    a = write_checkpoint(tmp_path / "a.pt", model, voc)
+    b = write_checkpoint(tmp_path / "b.pt", random_model(len(voc), seed=2, hidden=32), voc)
+    data = tmp_path / "test.tsv"
+    extra = [(f"{q} {i}", r) for i in range(3) for q, r in PAIRS]  # 24 pairs not in train.tsv
+    data.write_text("".join(f"{q}\t{r}\n" for q, r in PAIRS + extra), encoding="utf-8")
+    trained = tmp_path / "train.tsv"
+    trained.write_text("".join(f"{q}\t{r}\n" for q, r in PAIRS), encoding="utf-8")
+    argv = ["evaluate", "--checkpoint", str(a), "--checkpoint", str(b), "--label", "old", "--label", "new"]
+    argv += ["--data", str(data), "--exclude-train", str(trained), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--strategies", "greedy", "beam"]) == 0
+    out = capsys.readouterr().out
+    assert "left out 8 pairs found in the training data" in out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    old, new = report["models"]
+    assert old["pairs"] == new["pairs"] == 24 and old["excluded_as_trained"] == 8
+    assert old["label"] == "old" and new["label"] == "new"
+    assert old["perplexity"] < new["perplexity"]  # the trained model beats the random one
+    assert "| old | greedy |" in out and "| new | beam |" in out
 
 
 def test_read_pairs_from_tsv(tmp_path):
@@ -59,8 +163,8 @@ def test_evaluate_command_writes_json_and_markdown(tmp_path, capsys):
     code = main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "out")])
     assert code == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["pairs"] == 24 and set(report["strategies"]) == {"greedy", "beam", "sample"}
-    assert (tmp_path / "out" / "report.md").read_text().startswith("Model: ")
+    assert report["pairs"] == 24 and set(report["strategies"]) == {"greedy", "beam", "sample"}  # no backward: no rerank
+    assert (tmp_path / "out" / "report.md").read_text().startswith("model A: ")
 
 
 def test_evaluate_command_bad_data_is_one_line(tmp_path, capsys):

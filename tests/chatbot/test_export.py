@@ -32,11 +32,11 @@ def test_export_folder_holds_programs_tokenizer_and_metadata(bots):
     assert meta["program"] == "torch.export" and meta["normalize"] == "tutorial" and meta["max_length"] == 10
 
 
-def test_exported_replies_equal_eager_on_20_prompts(bots):
+def test_exported_replies_equal_eager_on_the_probe_prompts(bots):
     eager, folder = bots
     exported = load_exported(folder)
     prompts = PROBES + [q for q, _ in PAIRS]
-    assert len(PROBES) == 20
+    assert len(PROBES) == 40
     for settings in [DecodeSettings("greedy"), DecodeSettings("beam", beam_width=3), DecodeSettings("sample", seed=4)]:
         for prompt in prompts:
             assert exported.reply_ids(prompt, settings) == eager.reply_ids(prompt, settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import random
 from pathlib import Path
 
@@ -246,3 +247,109 @@ def test_script_form_runs_from_a_checkout(tmp_path: Path) -> None:
         [sys.executable, script, tmp_path / "missing", "--out", tmp_path / "x"], capture_output=True, text=True
     )
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "does not exist" in done.stderr
+
+
+# --- the quality options: hold-out, probe exclusion, the generic-reply filter, swapped pairs ------------
+
+
+def write_pairs(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(f"{q}\t{r}\n" for q, r in pairs), encoding="utf-8")
+    return path
+
+
+def word(i: int) -> str:
+    """A number spelt in letters (the tutorial's normalization drops digits): 12 -> "bc"."""
+    return "".join(chr(ord("a") + int(d)) for d in str(i))
+
+
+def generic_corpus() -> list[tuple[str, str]]:
+    """40 queries answered "I don't know." (generic: entropy log2(40) = 5.3 bits), 3 answered "Yes."
+    (log2(3) = 1.6 bits), and 30 specific replies that follow one query each (0 bits)."""
+    pairs = [(f"question number {word(i)} ?", "I don't know.") for i in range(40)]
+    pairs += [(f"is it {c} ?", "Yes.") for c in "abc"]
+    pairs += [(f"tell me about thing {word(i)} .", f"thing {word(i)} is round .") for i in range(30)]
+    return pairs
+
+
+def test_entropy_filter_removes_exactly_the_pairs_it_reports(tmp_path: Path, capsys) -> None:
+    from chatbot.corpus import Pair
+    from chatbot.prepare import reply_entropy
+
+    corpus = write_pairs(tmp_path / "pairs.tsv", generic_corpus())
+    entropy = reply_entropy([Pair(q, r, "") for q, r in generic_corpus()])
+    assert entropy["I don't know."] == pytest.approx(math.log2(40)) and entropy["Yes."] == pytest.approx(math.log2(3))
+    config = dict(min_count=1, valid_fraction=0, test_fraction=0)
+    plain = prepare(corpus, tmp_path / "plain", PrepareConfig(**config))
+    stats = prepare(corpus, tmp_path / "filtered", PrepareConfig(**config, max_entropy=2.0), log=print)
+    kept, everything = load_prepared(tmp_path / "filtered").train, load_prepared(tmp_path / "plain").train
+    removed = [p for p in everything if p not in kept]
+    assert stats["entropy_removed"] == len(removed) == 40 == plain["train"] - stats["train"]
+    assert {r for _, r in removed} == {"i don t know ."} and stats["entropy_removed_top"] == [("i don t know .", 40)]
+    assert "removed 40 of 73 training pairs" in capsys.readouterr().out
+    assert all(r != "i don t know ." for _, r in kept) and ("is it a ?", "yes .") in kept
+
+
+def test_exclude_queries_keeps_probe_prompts_out_of_training(tmp_path: Path) -> None:
+    pairs = [("Hello?", "Hi."), ("HELLO ?", "Hey."), ("Who are you?", "Bob."), ("Where am I?", "Home.")] * 3
+    corpus = write_pairs(tmp_path / "pairs.tsv", pairs)
+    probes = tmp_path / "probes.tsv"
+    probes.write_text("hello?\thello .\nwho are you?\n", encoding="utf-8")  # the tutorial file's layout
+    stats = prepare(
+        corpus,
+        tmp_path / "ds",
+        PrepareConfig(min_count=1, valid_fraction=0, test_fraction=0, exclude_queries=str(probes)),
+    )
+    train = load_prepared(tmp_path / "ds").train
+    assert {q for q, _ in train} == {"where am i ?"}  # "Hello?" and "HELLO ?" normalize alike
+    assert stats["excluded_query_pairs"] == 9
+
+
+def test_hold_out_and_swap(tmp_path: Path) -> None:
+    from chatbot.corpus import pair_key
+
+    pairs = [(f"line {word(i)} .", f"line {word(i + 1)} .") for i in range(60)]  # a chain A>B, B>C: one conversation
+    pairs += [(f"solo query {word(i)} .", f"solo reply {word(i)} .") for i in range(30)]  # each its own
+    corpus = write_pairs(tmp_path / "pairs.tsv", pairs)
+    hold = tmp_path / "hold.json"
+    hold.write_text(json.dumps({"valid": [], "test": [pair_key("solo query d .", "solo reply d .")]}))
+    config = PrepareConfig(min_count=1, valid_fraction=0, test_fraction=0, hold_out=str(hold))
+    prepare(corpus, tmp_path / "ds", config)
+    data = load_prepared(tmp_path / "ds")
+    assert data.test == [("solo query d .", "solo reply d .")] and data.valid == []
+    prepare(corpus, tmp_path / "swapped", PrepareConfig(**{**config.__dict__, "swap": True}))
+    swapped = load_prepared(tmp_path / "swapped")
+    assert swapped.train == [(r, q) for q, r in data.train] and swapped.test == [(r, q) for q, r in data.test]
+    assert swapped.tokenizer.state_dict() == data.tokenizer.state_dict()
+
+
+def test_bad_hold_out_file_is_one_line(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "hold.json"
+    bad.write_text("[1, 2]")
+    assert run_cli(SAMPLE, "--out", tmp_path / "ds", "--hold-out", bad) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--hold-out" in err and not (tmp_path / "ds").exists()
+
+
+@pytest.mark.slow
+def test_the_first_models_held_out_pairs_and_the_probes_stay_out_of_training(shared_data: Path, tmp_path: Path) -> None:
+    """The shipped recipe's dataset (README): no pair of the first model's valid/test splits (by key) and no
+    probe prompt as a query is in its training split, and the hash split agrees across max lengths."""
+    from chatbot.corpus import pair_key
+    from chatbot.evaluate import PROBES, TUTORIAL
+
+    repo = Path(__file__).resolve().parents[2]
+    hold_out = json.loads((repo / "corpus" / "hold_out" / "cornell-v1.json").read_text())
+    held = set(hold_out["valid"]) | set(hold_out["test"])
+    probes = ",".join(str(repo / "chatbot" / "probes" / n) for n in ("tutorial.tsv", "everyday.txt"))
+    path = shared_data / "cornell" / "pairs_all_movies.tsv"
+    common = ["--hold-out", repo / "corpus" / "hold_out" / "cornell-v1.json", "--exclude-queries", probes]
+    assert run_cli(path, "--out", tmp_path / "w20", "--max-length", "20", "--max-entropy", "4", *common) == 0
+    assert run_cli(path, "--out", tmp_path / "w10", "--max-length", "10", *common) == 0
+    w20, w10 = load_prepared(tmp_path / "w20"), load_prepared(tmp_path / "w10")
+    assert not any(pair_key(q, r) in held for q, r in w20.train + w10.train)
+    assert sum(pair_key(q, r) in held for q, r in w20.valid + w20.test) >= len(held)  # every held pair is there
+    prompts = {normalize_string(p, "tutorial") for p in PROBES + [p for p, _ in TUTORIAL]}
+    assert not any(q in prompts for q, _ in w20.train)
+    # The split is a function of the conversation: a short pair is in the same split in both datasets.
+    for name in ("valid", "test"):
+        assert set(getattr(w10, name)) <= set(getattr(w20, name))

@@ -141,3 +141,51 @@ def test_replies_on_cuda_equal_cpu(cuda, tmp_path):
     for settings in STRATEGIES[:2]:
         for q, _ in PAIRS:
             assert gpu.reply(q, settings) == cpu.reply(q, settings)
+
+
+def step_by_step_log_prob(model, src_ids: list[int], tokens: list[int]) -> float:
+    """log p(tokens | source), one decoder step at a time: independent of the batched scorer."""
+    import torch
+    import torch.nn.functional as F
+
+    from chatbot.tokenizer import SOS_token
+
+    with torch.no_grad():
+        encoder_outputs, hidden, src_mask = model.encode(torch.tensor(src_ids).unsqueeze(1), torch.tensor([len(src_ids)]))
+        token, total = torch.tensor([[SOS_token]]), 0.0
+        for t in tokens:
+            logits, hidden, _ = model.decoder(token, hidden, encoder_outputs, src_mask)
+            total += float(F.log_softmax(logits[0, 0].double(), dim=-1)[t])
+            token = torch.tensor([[t]])
+    return total
+
+
+def test_rerank_is_deterministic_for_a_seed_and_returns_the_best_scored_candidate():
+    model, voc = trained_model()
+    backward = Chatbot(random_model(len(voc), seed=5, hidden=32), voc)
+    bot = Chatbot(model, voc, backward=backward)
+    settings = DecodeSettings("rerank", candidates=8, temperature=4.0, seed=11, mmi_lambda=0.7, length_bonus=0.3)
+    for query in ("how are you ?", "who are you ?", "hello ."):
+        ranked = bot.rerank(query, settings)
+        assert bot.rerank(query, settings) == ranked  # same seed, same candidates, same order
+        assert bot.reply_ids(query, settings) == ranked[0][0]
+        assert len(ranked) > 1  # temperature 4 draws more than one distinct reply
+        # Recompute every candidate's MMI score independently and check the returned one is the best.
+        src = bot.query_ids(query)
+        recomputed = []
+        for ids, _ in ranked:
+            target = ids if ids[-1] == EOS_token else ids + [EOS_token]
+            text = voc.decode(ids)
+            forward = step_by_step_log_prob(model, src, target)
+            back = step_by_step_log_prob(backward.model, backward.query_ids(text), voc.encode(query) + [EOS_token])
+            recomputed.append(forward + 0.7 * back + 0.3 * len(text.split()))
+        assert [s for _, s in ranked] == pytest.approx(recomputed, abs=1e-4)
+        assert recomputed[0] >= max(recomputed) - 1e-4
+
+
+def test_rerank_draws_differ_without_a_seed():
+    model, voc = trained_model()
+    bot = Chatbot(model, voc, backward=Chatbot(model, voc))
+    settings = DecodeSettings("rerank", candidates=4, temperature=3.0)
+    draws = {tuple(tuple(ids) for ids, _ in bot.rerank("hello .", settings)) for _ in range(5)}
+    assert len(draws) > 1

@@ -121,9 +121,9 @@ def test_nan_loss_stops_and_leaves_the_last_good_checkpoint_untouched(tmp_path, 
     torch.set_num_threads(1)
     real_nll, calls = train_module.masked_nll, []
 
-    def nll_turning_nan(logits, target):
+    def nll_turning_nan(logits, target, *rest):
         calls.append(1)
-        loss = real_nll(logits, target)
+        loss = real_nll(logits, target, *rest)
         return loss * float("nan") if len(calls) >= 15 else loss
 
     monkeypatch.setattr(train_module, "masked_nll", nll_turning_nan)
@@ -160,11 +160,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_first_ctrl_c_stops_after_the_step_saves_and_exits_130(tmp_path, capsys, monkeypatch):
     real_nll, calls = train_module.masked_nll, []
 
-    def nll_then_ctrl_c(logits, target):
+    def nll_then_ctrl_c(logits, target, *rest):
         calls.append(1)
         if len(calls) == 5:
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 5
-        return real_nll(logits, target)
+        return real_nll(logits, target, *rest)
 
     monkeypatch.setattr(train_module, "masked_nll", nll_then_ctrl_c)
     data_dir = write_prepared(tmp_path / "data")
@@ -278,3 +278,54 @@ def test_a_cuda_training_step_never_waits_for_the_host(cuda):
         finally:
             torch.cuda.set_sync_debug_mode(0)
     assert math.isfinite(nll.item())
+
+
+@pytest.mark.skipif(not train_module.cpu_bf16_supported(), reason="this CPU has no bf16 instructions")
+def test_bf16_and_fp32_train_steps_agree_on_the_cpu():
+    """One step from the same weights: the bf16-autocast loss is within 1% of fp32's, the gradients point the
+    same way (cosine > 0.99), and the step changes the weights by nearly the same amount."""
+    from chatbot.batching import encode_pairs, iterate_batches, tensorize
+    from chatbot.model import Seq2Seq, select_positions
+    from chatbot.train import autocast_for, masked_nll
+
+    torch.set_num_threads(1)
+    data = tiny_dataset()
+    pairs = tensorize(encode_pairs(data.train, data.tokenizer))
+    batch = next(iterate_batches(pairs, list(range(len(pairs))), 32))
+    results = []
+    for cpu_amp in (False, True):
+        torch.manual_seed(0)
+        model = Seq2Seq(ModelConfig(vocab_size=len(data.tokenizer), hidden_size=64))
+        with autocast_for(torch.device("cpu"), amp=True, cpu_amp=cpu_amp):
+            logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.token_index)
+        assert logits.dtype == (torch.bfloat16 if cpu_amp else torch.float32)  # autocast really ran
+        nll = masked_nll(logits, select_positions(batch.target, batch.token_index)) / batch.n_tokens
+        nll.backward()
+        grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((float(nll.detach()), grad))
+    (loss32, grad32), (loss16, grad16) = results
+    assert loss16 == pytest.approx(loss32, rel=0.01)
+    assert float(torch.nn.functional.cosine_similarity(grad32, grad16, dim=0)) > 0.99
+    assert float((grad16 - grad32).norm() / grad32.norm()) < 0.15
+
+
+def test_label_smoothing_loss_is_the_mixture_of_nll_and_uniform_cross_entropy():
+    from chatbot.train import masked_nll
+
+    logits = torch.randn(7, 11, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 11, (7,), generator=torch.Generator().manual_seed(1))
+    log_probs = logits.log_softmax(dim=-1)
+    nll = -log_probs.gather(1, target.unsqueeze(1)).sum()
+    uniform = -log_probs.mean(dim=1).sum()
+    assert float(masked_nll(logits, target)) == pytest.approx(float(nll), rel=1e-6)
+    assert float(masked_nll(logits, target, 0.1)) == pytest.approx(float(0.9 * nll + 0.1 * uniform), rel=1e-6)
+
+
+def test_bucketed_training_learns_and_logs_per_word_perplexity(tmp_path):
+    torch.set_num_threads(1)
+    config = TrainConfig(batch_size=8, max_steps=40, eval_every=20, save_every=0, log_every=10, bucket=4)
+    train(tiny_dataset(), tmp_path, ModelConfig(hidden_size=32), config, progress=False)
+    val = [r for r in map(json.loads, open(tmp_path / "log.jsonl")) if "val_loss" in r]
+    assert val[-1]["val_loss"] < val[0]["val_loss"]
+    for r in val:  # a word tokenizer: perplexity per word equals perplexity per token
+        assert r["val_ppl_word"] == pytest.approx(r["val_ppl"]) and r["pairs_seen"] == r["step"] * 8

@@ -1,0 +1,27 @@
+"""`chatbot.scoring`: batched teacher-forced log-probabilities equal the one-pair reference."""
+
+import pytest
+import torch
+
+from chatbot.scoring import mmi_scores, sequence_log_probs, with_eos, words
+from chatbot.tokenizer import EOS_token
+from tests.chatbot.tinybot import PAIRS, one_thread, random_model, sequence_log_prob, trained_model  # noqa: F401
+
+
+def test_batched_log_probs_equal_one_pair_at_a_time():
+    model, voc = trained_model()
+    for m in (model, random_model(len(voc), seed=4, hidden=32)):
+        src = [voc.encode(q) + [EOS_token] for q, _ in PAIRS]
+        tgt = [voc.encode(r) + [EOS_token] for _, r in PAIRS[::-1]]  # mismatched pairs, unsorted lengths
+        batched = sequence_log_probs(m, src, tgt, batch_size=3)
+        one_by_one = [sequence_log_prob(m, s, t) for s, t in zip(src, tgt, strict=True)]
+        assert batched.tolist() == pytest.approx(one_by_one, abs=1e-4)
+        assert m.training is False
+
+
+def test_mmi_scores_and_helpers():
+    forward, backward, lengths = torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0]), torch.tensor([2, 5])
+    assert mmi_scores(forward, backward, lengths, 0.5, 0.1).tolist() == pytest.approx([-2.3, -2.0])
+    assert mmi_scores(forward, None, lengths, 0.5, 0.0).tolist() == [-1.0, -2.0]
+    assert with_eos([4, 5]) == [4, 5, EOS_token] and with_eos([4, EOS_token]) == [4, EOS_token]
+    assert words("i m fine .") == 5
