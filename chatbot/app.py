@@ -73,6 +73,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="backward (reply -> query) checkpoint for rerank; the shipped model comes with one",
     )
+    parser.add_argument(
+        "--relevance",
+        type=Path,
+        default=None,
+        help="relevance model for rerank (scripts/train_relevance.py); the shipped model comes with one",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the tab to your network")
     parser.add_argument("--port", type=int_in(1, 65535), default=7860, help="port to bind")
     parser.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (needs internet)")
@@ -304,7 +310,7 @@ def run(args: argparse.Namespace) -> None:
     # thread and 460 ms with two (the extra threads spin-wait while other requests hold the cores).
     check_address(args.host, args.port)  # before the model loads: a busy port should not cost a minute
     torch.set_num_threads(args.torch_threads)
-    bot = Chatbot.from_checkpoint(args.checkpoint, device=args.device, backward=args.backward)
+    bot = Chatbot.from_checkpoint(args.checkpoint, device=args.device, backward=args.backward, relevance=args.relevance)
     demo = build_demo(bot, args.concurrency_limit, args.stream_interval)
     demo.queue(max_size=args.max_queue, default_concurrency_limit=args.concurrency_limit)
     try:

@@ -31,6 +31,7 @@ VERSION = 1
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_CHECKPOINT = PRETRAINED_DIR / "model.pt"
 DEFAULT_BACKWARD = PRETRAINED_DIR / "backward.pt"  # the reply -> query model that rerank scores with
+DEFAULT_RELEVANCE = PRETRAINED_DIR / "relevance.pt"  # the dual encoder that rerank scores with
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -60,6 +60,9 @@ class DecodeSettings:
         default=1.0, metadata={"help": "rerank: weight of the backward model's log p(query | reply)"}
     )
     length_bonus: float = field(default=0.0, metadata={"help": "rerank: score added per word of the reply"})
+    relevance_weight: float = field(
+        default=0.0, metadata={"help": "rerank: weight of the relevance model's score (0 = not used)"}
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -75,8 +78,10 @@ class DecodeSettings:
             problems.append("top_p must be in (0, 1]")
         if self.min_length < 0 or self.no_repeat_ngram_size < 0:
             problems.append("min_length and no_repeat_ngram_size must be >= 0")
-        if not all(math.isfinite(x) for x in (self.length_penalty, self.mmi_lambda, self.length_bonus)):
-            problems.append("length_penalty, mmi_lambda and length_bonus must be finite numbers")
+        if not all(
+            math.isfinite(x) for x in (self.length_penalty, self.mmi_lambda, self.length_bonus, self.relevance_weight)
+        ):
+            problems.append("length_penalty, mmi_lambda, length_bonus and relevance_weight must be finite numbers")
         if self.candidates < 1:
             problems.append("candidates must be at least 1")
         if self.max_length is not None and self.max_length < 1:

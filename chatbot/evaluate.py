@@ -125,6 +125,10 @@ class PairScores:
             b_tgt = [b.target_ids(q) for q, _ in pairs]
             self.backward = sequence_log_probs(b.model, [b_src[j] for _, j in flat], [b_tgt[i] for i, _ in flat])
             self.backward = self.backward.view(len(pairs), k)  # (N, k): log p(query_i | reply_j)
+        self.relevance = None
+        if bot.relevance is not None:
+            rel = bot.relevance_scores([pairs[i][0] for i, _ in flat], [replies[j] for _, j in flat])
+            self.relevance = rel.view(len(pairs), k)  # (N, k): the relevance model's score
         self.n_words = sum(words(r) for r in replies)
 
     def perplexity(self) -> tuple[float, float]:
@@ -139,7 +143,15 @@ class PairScores:
         if settings.strategy == "beam":
             return self.forward / self.tokens.double() ** settings.length_penalty
         if settings.strategy == "rerank":
-            return mmi_scores(self.forward, self.backward, self.words, settings.mmi_lambda, settings.length_bonus)
+            return mmi_scores(
+                self.forward,
+                self.backward,
+                self.words,
+                settings.mmi_lambda,
+                settings.length_bonus,
+                self.relevance,
+                settings.relevance_weight,
+            )
         return self.forward  # greedy and sampling follow the model's own likelihood
 
 
@@ -199,6 +211,7 @@ def evaluate(
     report = {
         "model": bot.description,
         "backward": bot.backward.description if bot.backward is not None else None,
+        "relevance": bot.relevance is not None,
         "pairs": len(pairs),
         "excluded_as_trained": excluded,
         "hits_candidates": k,
@@ -262,7 +275,11 @@ def to_markdown(report: dict | list[dict]) -> str:
     reports = report if isinstance(report, list) else [report]
     lines = []
     for n, r in enumerate(reports):
-        lines.append(f"{_model_label(r, n)}: {r['model']}" + (f" (rerank's backward model: {r['backward']})" if r["backward"] else "") + "  ")
+        lines.append(
+            f"{_model_label(r, n)}: {r['model']}"
+            + (f" (rerank's backward model: {r['backward']})" if r["backward"] else "")
+            + "  "
+        )
     first = reports[0]
     lines += [
         f"Pairs: {first['pairs']} ({first['excluded_as_trained']} more were in a training split and were left out); "
@@ -272,7 +289,13 @@ def to_markdown(report: dict | list[dict]) -> str:
     ]
     columns = [(n, s) for n, r in enumerate(reports) for s in r["strategies"]]
     head = " | ".join(f"{_model_label(reports[n], n)} {s}" if len(reports) > 1 else s for n, s in columns)
-    lines += ["", "The tutorial's conversation:", "", f"| prompt | tutorial bot | {head} |", "|---" * (len(columns) + 2) + "|"]
+    lines += [
+        "",
+        "The tutorial's conversation:",
+        "",
+        f"| prompt | tutorial bot | {head} |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
     for i, row in enumerate(first["tutorial"]):
         cells = " | ".join(_cell(reports[n]["tutorial"][i][s]) for n, s in columns)
         lines.append(f"| {_cell(row['prompt'])} | {_cell(row['tutorial'])} | {cells} |")
@@ -299,6 +322,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="backward (reply -> query) checkpoint for rerank (default: the shipped one with the shipped model)",
     )
     parser.add_argument(
+        "--relevance",
+        default=None,
+        help="relevance model for rerank (scripts/train_relevance.py; default: the shipped one with the shipped model)",
+    )
+    parser.add_argument(
         "--data", required=True, help="prepared dataset folder (from `chatbot prepare`) or a query<TAB>response TSV"
     )
     parser.add_argument("--split", default="test", help="which split of a prepared folder: train, valid or test")
@@ -316,7 +344,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         choices=STRATEGIES,
         help="decoding strategies to score (default: all; rerank only with a backward model)",
     )
-    parser.add_argument("--limit", type=int_in(1), default=None, help="score only the first N pairs (after --exclude-train)")
+    parser.add_argument(
+        "--limit", type=int_in(1), default=None, help="score only the first N pairs (after --exclude-train)"
+    )
     parser.add_argument("--out", default="runs/evaluate", help="folder for report.json and report.md")
     parser.add_argument("--bleu-tokenize", default="13a", help="sacrebleu tokenizer (13a; char or zh for Chinese)")
     add_decode_arguments(parser, exclude=("strategy",))
@@ -339,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"left out {excluded} pairs found in the training data of {', '.join(args.exclude_train)}")
     reports = []
     for n, checkpoint in enumerate(checkpoints):
-        bot = Chatbot.from_checkpoint(checkpoint, backward=args.backward)
+        bot = Chatbot.from_checkpoint(checkpoint, backward=args.backward, relevance=args.relevance)
         strategies = args.strategies or [s for s in STRATEGIES if s != "rerank" or bot.backward is not None]
         report = evaluate(bot, pairs, strategies, settings_from_args(args), args.bleu_tokenize, excluded)
         report["label"] = labels[n] if n < len(labels) else _model_label(report, n)

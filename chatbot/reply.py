@@ -47,9 +47,12 @@ class Chatbot:
         max_length: int = 10,
         description: str = "",
         backward: Chatbot | None = None,
+        relevance: tuple | None = None,
     ) -> None:
         self.model = model
         self.backward = backward  # a reply -> query model for rerank's log p(S|T), or None
+        # (DualEncoder, its tokenizer, its normalization) for rerank's relevance score, or None
+        self.relevance = relevance
         # A trained nn.Module decodes through the faster DecoderStep (same replies); exported programs as they are.
         self.runner = InferenceSeq2Seq(model) if isinstance(model, torch.nn.Module) else model
         self.tokenizer = tokenizer
@@ -62,11 +65,18 @@ class Chatbot:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path | None = None, device: str | torch.device = "cpu", backward: str | Path | None = None
+        cls,
+        path: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        backward: str | Path | None = None,
+        relevance: str | Path | None = None,
     ) -> Chatbot:
         """Load a checkpoint (default: the shipped model, chatbot/pretrained/model.pt) and, for rerank, a
-        backward model (default with the shipped model: chatbot/pretrained/backward.pt, when present)."""
-        from chatbot.checkpoint import DEFAULT_BACKWARD, DEFAULT_CHECKPOINT, load_model
+        backward model and a relevance model (defaults with the shipped model: chatbot/pretrained/backward.pt
+        and relevance.pt, when present)."""
+        from chatbot.checkpoint import DEFAULT_BACKWARD, DEFAULT_CHECKPOINT, DEFAULT_RELEVANCE, load_model
+        from chatbot.relevance import load_relevance
+        from chatbot.tokenizer import tokenizer_from_state
 
         if path is None and not DEFAULT_CHECKPOINT.exists():
             raise ChatbotError(
@@ -82,14 +92,21 @@ class Chatbot:
             f"{c.encoder_n_layers}+{c.decoder_n_layers} GRU layers, {c.attn_model} attention, "
             f"normalize {state.get('normalize', 'tutorial')}"
         )
-        if backward is None and path.resolve() == DEFAULT_CHECKPOINT.resolve() and DEFAULT_BACKWARD.exists():
+        shipped = path.resolve() == DEFAULT_CHECKPOINT.resolve()
+        if backward is None and shipped and DEFAULT_BACKWARD.exists():
             backward = DEFAULT_BACKWARD
+        if relevance is None and shipped and DEFAULT_RELEVANCE.exists():
+            relevance = DEFAULT_RELEVANCE
+        rel = None
+        if relevance is not None:
+            r_model, r_state = load_relevance(relevance)
+            rel = (r_model.to(device), tokenizer_from_state(r_state["tokenizer"]), r_state.get("normalize", "tutorial"))
         back = None
         if backward is not None:
             b_model, b_tokenizer, b_state = load_model(backward, device)
             back = cls(b_model, b_tokenizer, b_state.get("normalize", "tutorial"), int(b_state.get("max_length", 10)))
         normalize, max_length = state.get("normalize", "tutorial"), int(state.get("max_length", 10))
-        return cls(model, tokenizer, normalize, max_length, description, back)
+        return cls(model, tokenizer, normalize, max_length, description, back, rel)
 
     def query_ids(self, text: str) -> list[int]:
         """Raw text -> source ids ending in EOS, as in training (normalized, tokenized, length-guarded)."""
@@ -123,12 +140,31 @@ class Chatbot:
             query_as_target = b.target_ids(query)
             backward = sequence_log_probs(b.model, [b.query_ids(t) for t in texts], [query_as_target] * len(texts))
         lengths = torch.tensor([len(t.split()) for t in texts])
-        return mmi_scores(forward, backward, lengths, settings.mmi_lambda, settings.length_bonus)
+        relevance = None
+        if self.relevance is not None and settings.relevance_weight:
+            relevance = self.relevance_scores([query] * len(texts), texts)
+        return mmi_scores(
+            forward, backward, lengths, settings.mmi_lambda, settings.length_bonus, relevance, settings.relevance_weight
+        )
+
+    def relevance_scores(self, queries: list[str], replies: list[str]) -> torch.Tensor:
+        """The relevance model's score of each (query, reply) text pair -> (N,) float64."""
+        from chatbot.relevance import relevance_scores
+
+        model, tokenizer, normalize = self.relevance
+        q = [
+            tokenizer.encode(normalize_string(t, normalize))[-(self.max_input_tokens - 1) :] + [EOS_token]
+            for t in queries
+        ]
+        r = [tokenizer.encode(normalize_string(t, normalize)) + [EOS_token] for t in replies]
+        return relevance_scores(model, q, r)
 
     def rerank(self, text: str, settings: DecodeSettings) -> list[tuple[list[int], float]]:
         """Sample `settings.candidates` replies, score each (MMI-bidi), best first: [(ids, score)]."""
         src = self.query_ids(text)
-        drawn = sample_candidates(self.runner, src, settings.max_length or self.max_length, settings, settings.candidates)
+        drawn = sample_candidates(
+            self.runner, src, settings.max_length or self.max_length, settings, settings.candidates
+        )
         unique = list(dict.fromkeys(tuple(ids) for ids in drawn))  # the same reply drawn twice is scored once
         replies = [list(ids) for ids in unique]
         scores = self.score(text, replies, settings).tolist()
@@ -198,6 +234,7 @@ DECODE_FLAG_TYPES = {
     "candidates": int_in(1, 1000),
     "mmi_lambda": float_in(-math.inf),
     "length_bonus": float_in(-math.inf),
+    "relevance_weight": float_in(-math.inf),
 }
 
 

@@ -5,7 +5,8 @@ network (`Seq2Seq.forward`, the teacher-forced fast path). Everything that score
 it: perplexity (per token and per word), hits@1 of the report card, and the MMI reranking of
 `chatbot.decode`: score(T | S) = log p(T|S) + lambda log p(S|T) + gamma |T| (Li et al. 2016, "A
 Diversity-Promoting Objective Function for Neural Conversation Models", MMI-bidi), where p(S|T) is a
-backward model trained by the same code on the swapped pairs (`chatbot prepare --swap`).
+backward model trained by the same code on the swapped pairs (`chatbot prepare --swap`), plus
+kappa rel(S, T) from the relevance model (`chatbot.relevance`) when one is loaded.
 """
 
 from __future__ import annotations
@@ -58,10 +59,19 @@ def with_eos(ids: list[int]) -> list[int]:
 
 
 def mmi_scores(
-    forward_log_probs: torch.Tensor, backward_log_probs: torch.Tensor | None, lengths: torch.Tensor, lam: float, gamma: float
+    forward_log_probs: torch.Tensor,
+    backward_log_probs: torch.Tensor | None,
+    lengths: torch.Tensor,
+    lam: float,
+    gamma: float,
+    relevance: torch.Tensor | None = None,
+    kappa: float = 0.0,
 ) -> torch.Tensor:
-    """MMI-bidi: log p(T|S) + lam * log p(S|T) + gamma * |T| (|T| in words); no backward model: lam = 0."""
+    """MMI-bidi plus relevance: log p(T|S) + lam * log p(S|T) + gamma * |T| + kappa * rel(S, T), with |T| in
+    words and rel the relevance model's cosine / temperature; a missing model's term is left out."""
     score = forward_log_probs.clone()
     if backward_log_probs is not None and lam:
         score += lam * backward_log_probs
+    if relevance is not None and kappa:
+        score += kappa * relevance
     return score + gamma * lengths.to(score.dtype)

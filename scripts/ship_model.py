@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from chatbot.checkpoint import (  # noqa: E402
     DEFAULT_BACKWARD,
     DEFAULT_CHECKPOINT,
+    DEFAULT_RELEVANCE,
     atomic_write,
     build_model,
     load_checkpoint,
@@ -60,7 +61,9 @@ def half_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def model_card(state: dict, replies: dict, args: argparse.Namespace, size_mb: float, backward: dict | None) -> str:
+def model_card(
+    state: dict, replies: dict, args: argparse.Namespace, size_mb: float, backward: dict | None, relevance: dict | None
+) -> str:
     """The Markdown model card shipped beside the weights."""
     c, t, m = state["model_config"], state.get("train_config", {}), state.get("metrics", {})
     rows = "\n".join(f"| {p} | {r['greedy']} | {r['beam']} | {r['sample']} |" for p, r in replies.items())
@@ -72,6 +75,13 @@ def model_card(state: dict, replies: dict, args: argparse.Namespace, size_mb: fl
             f"{bc['hidden_size']}, trained on the swapped pairs (reply -> query) by `{args.backward_command}`; step "
             f"{backward.get('step')}, validation loss {bm.get('val_loss', float('nan')):.4f}; the rerank strategy's "
             "log p(query | reply) |\n"
+        )
+    if relevance is not None:
+        rc, rm = relevance["model_config"], relevance.get("metrics", {})
+        back += (
+            f"| relevance model | `relevance.pt` ({args.relevance_mb:.1f} MB, fp16): `chatbot.relevance.DualEncoder`, "
+            f"hidden {rc['hidden_size']}, trained by `{args.relevance_command}`; step {relevance.get('step')}, valid "
+            f"hits@1/20 {rm.get('valid_hits_at_1', float('nan')):.3f}; the rerank strategy's relevance score |\n"
         )
     return f"""# Shipped model
 
@@ -112,10 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", required=True, help="wall minutes of training to this checkpoint")
     parser.add_argument("--backward", help="a backward (reply -> query) checkpoint to ship beside it, for rerank")
     parser.add_argument("--backward-command", default="", help="the `chatbot train` command of --backward")
+    parser.add_argument("--relevance", help="a relevance model (scripts/train_relevance.py) to ship beside it")
+    parser.add_argument("--relevance-command", default="", help="the command that trained --relevance")
     args = parser.parse_args(argv)
     try:
         state = load_checkpoint(args.checkpoint)
         backward = load_checkpoint(args.backward) if args.backward else None
+        relevance = load_checkpoint(args.relevance) if args.relevance else None
     except ChatbotError as err:
         print(f"ship_model: error: {err}", file=sys.stderr)
         return 1
@@ -141,7 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         save_checkpoint(back_path, shipped_backward)
         args.backward_mb = back_path.stat().st_size / 1e6
         print(f"wrote {back_path} ({args.backward_mb:.1f} MB)")
-    card = model_card(state, replies, args, size_mb, backward)
+    if relevance is not None:
+        rel_path = out.with_name(DEFAULT_RELEVANCE.name)
+        keep_rel = ("kind", "model_config", "tokenizer", "normalize", "max_length", "step", "epoch", "metrics")
+        save_checkpoint(
+            rel_path,
+            {**{k: relevance[k] for k in keep_rel if k in relevance}, "model": half_weights(relevance["model"])},
+        )
+        args.relevance_mb = rel_path.stat().st_size / 1e6
+        print(f"wrote {rel_path} ({args.relevance_mb:.1f} MB)")
+    card = model_card(state, replies, args, size_mb, backward, relevance)
     atomic_write(out.parent / "MODEL_CARD.md", lambda f: f.write(card.encode()))
     print(f"wrote {out} ({size_mb:.1f} MB) and {out.parent / 'MODEL_CARD.md'}")
     return 0

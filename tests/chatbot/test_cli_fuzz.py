@@ -80,6 +80,7 @@ def decode_flags(command: str) -> list[Flag]:
         int_flag(command, "--candidates", 1, 1000),
         float_flag(command, "--mmi-lambda", None, None),
         float_flag(command, "--length-bonus", None, None),
+        float_flag(command, "--relevance-weight", None, None),
     ]
 
 

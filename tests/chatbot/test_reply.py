@@ -183,6 +183,24 @@ def test_rerank_is_deterministic_for_a_seed_and_returns_the_best_scored_candidat
         assert recomputed[0] >= max(recomputed) - 1e-4
 
 
+def test_rerank_adds_the_relevance_score_with_its_weight():
+    import torch
+
+    from chatbot.relevance import DualEncoder, RelevanceConfig, relevance_scores
+
+    model, voc = trained_model()
+    torch.manual_seed(3)
+    rel = DualEncoder(RelevanceConfig(vocab_size=len(voc), hidden_size=16)).eval()
+    bot = Chatbot(model, voc, relevance=(rel, voc, "tutorial"))
+    plain = DecodeSettings("rerank", candidates=6, temperature=4.0, seed=2, mmi_lambda=0.0)
+    weighted = DecodeSettings("rerank", candidates=6, temperature=4.0, seed=2, mmi_lambda=0.0, relevance_weight=2.0)
+    base = {tuple(ids): score for ids, score in bot.rerank("how are you ?", plain)}  # the same draws (seed 2)
+    for ids, score in bot.rerank("how are you ?", weighted):
+        q = voc.encode("how are you ?") + [EOS_token]
+        r = voc.encode(voc.decode(ids)) + [EOS_token]
+        assert score == pytest.approx(base[tuple(ids)] + 2.0 * float(relevance_scores(rel, [q], [r])[0]), abs=1e-4)
+
+
 def test_rerank_draws_differ_without_a_seed():
     model, voc = trained_model()
     bot = Chatbot(model, voc, backward=Chatbot(model, voc))
