@@ -36,10 +36,10 @@ EMPTY_MESSAGE = "Say something: type a message and press Enter."
 # Rerank, not the tutorial's greedy search: it won the report card (README, "Report card"): greedy and beam
 # replies are mostly one of ten dull strings, plain samples are often off-topic, and reranking samples by
 # MMI-bidi keeps replies varied and relevant. Its sampling settings were picked on the valid split.
-DEFAULTS = DecodeSettings(strategy="rerank", temperature=1.0, top_p=0.9, candidates=16)
-# Without a backward model (a checkpoint of your own), plain sampling: temperature 0.7 / top-p 0.9 rather
-# than the dataclass's 1.0 / 1.0, which samples the model's long tail.
-SAMPLE_DEFAULTS = DecodeSettings(strategy="sample", temperature=0.7, top_p=0.9)
+DEFAULTS = DecodeSettings(strategy="rerank", temperature=0.8, top_p=0.9, candidates=8)
+# Without a backward model (a checkpoint of your own), plain sampling with the same temperature 0.8 / top-p
+# 0.9 rather than the dataclass's 1.0 / 1.0, which samples the model's long tail.
+SAMPLE_DEFAULTS = DecodeSettings(strategy="sample", temperature=0.8, top_p=0.9)
 # What the tab says about itself: for someone chatting, not for whoever trained the model (the console
 # line `chatbot serve` prints gives the checkpoint, tokenizer and layers).
 DESCRIPTION = (

@@ -55,13 +55,14 @@ class DecodeSettings:
     )
     # fix: a fixed default seed gave every turn of a chat the same draw; None draws a fresh seed each reply.
     seed: int | None = field(default=None, metadata={"help": "sampling seed: same seed, same reply (default: fresh)"})
-    candidates: int = field(default=16, metadata={"help": "rerank: replies sampled before picking the best"})
+    candidates: int = field(default=8, metadata={"help": "rerank: replies sampled before picking the best"})
+    # rerank's score weights, picked on the valid split (README, "Picking rerank's settings").
     mmi_lambda: float = field(
         default=1.0, metadata={"help": "rerank: weight of the backward model's log p(query | reply)"}
     )
-    length_bonus: float = field(default=0.0, metadata={"help": "rerank: score added per word of the reply"})
+    length_bonus: float = field(default=0.5, metadata={"help": "rerank: score added per word of the reply"})
     relevance_weight: float = field(
-        default=0.0, metadata={"help": "rerank: weight of the relevance model's score (0 = not used)"}
+        default=16.0, metadata={"help": "rerank: weight of the relevance model's score (0 = not used)"}
     )
 
     def __post_init__(self) -> None:
@@ -215,11 +216,14 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 
 
 @torch.inference_mode()
-def sample_candidates(model, src_ids: list[int], max_length: int, settings: DecodeSettings, n: int) -> list[list[int]]:
-    """`n` replies sampled at once (one batch of n rows), each until its EOS or `max_length` ids.
+def sample_candidates(
+    model, src_ids: list[int], max_length: int, settings: DecodeSettings, n: int
+) -> tuple[list[list[int]], list[float]]:
+    """`n` replies sampled at once (one batch of n rows), each until its EOS or `max_length` ids, and each
+    reply's log p(reply | query) under the model itself (its raw logits: no temperature, filter or ban).
 
-    The same filters as `generate_tokens` (temperature, top-k, top-p, bans); the rows share one
-    encoding of the query and one generator seeded from `settings.seed`.
+    The same filters as `generate_tokens` (temperature, top-k, top-p, bans) choose the tokens; the rows
+    share one encoding of the query and one generator seeded from `settings.seed`.
     """
     device = model_device(model)
     generator = make_generator(settings.seed, device)
@@ -227,26 +231,37 @@ def sample_candidates(model, src_ids: list[int], max_length: int, settings: Deco
     encoder_outputs, hidden, src_mask = model.encode(input_seq, lengths)  # (Ts, 1, H), (L, 1, H), (1, Ts)
     encoder_outputs, src_mask = encoder_outputs.expand(-1, n, -1), src_mask.expand(n, -1)  # (Ts, n, H), (n, Ts)
     hidden = hidden.expand(-1, n, -1).contiguous()  # (L, n, H)
-    token = torch.full((1, n), SOS_token, dtype=torch.long, device=device)  # (1, n)
-    generated = torch.empty(n, 0, dtype=torch.long, device=device)  # (n, t)
-    done = torch.zeros(n, dtype=torch.bool, device=device)
+    token = torch.full((1, n), SOS_token, dtype=torch.long, device=device)  # (1, k): the k live rows
+    generated = torch.empty(n, 0, dtype=torch.long, device=device)  # (k, t)
+    live = torch.arange(n, device=device)  # which of the n replies each live row is
+    replies: list[list[int]] = [[] for _ in range(n)]
+    log_probs = [0.0] * n
+    log_prob = torch.zeros(n, dtype=torch.float64, device=device)  # (k,)
     for _ in range(max_length):
-        logits, hidden, _ = model.decoder(token, hidden, encoder_outputs, src_mask)  # (1, n, V)
-        scores = logits[0].clone()  # (n, V)
+        logits, hidden, _ = model.decoder(token, hidden, encoder_outputs, src_mask)  # (1, k, V)
+        scores = logits[0].clone()  # (k, V)
+        model_log_probs = F.log_softmax(logits[0].double(), dim=-1)  # (k, V): the model's own distribution
         ban_tokens(scores, generated, settings.min_length, settings.no_repeat_ngram_size)
         scores = filter_logits(scores, settings.temperature, settings.top_k, settings.top_p)
-        next_ids = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]  # (n,)
-        next_ids = next_ids.masked_fill(done, PAD_token)  # finished rows only pad
+        next_ids = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]  # (k,)
+        log_prob += model_log_probs.gather(1, next_ids.unsqueeze(1))[:, 0]
         generated = torch.cat((generated, next_ids.unsqueeze(1)), dim=1)
-        done |= next_ids == EOS_token
-        if bool(done.all()):
-            break
+        finished = next_ids == EOS_token  # (k,)
+        if bool(finished.any()):
+            for row in finished.nonzero()[:, 0].tolist():
+                replies[int(live[row])], log_probs[int(live[row])] = generated[row].tolist(), float(log_prob[row])
+            # A finished reply leaves the batch, so the steps left cost only what the live rows need.
+            keep = (~finished).nonzero()[:, 0]
+            if keep.numel() == 0:
+                break
+            live, generated, log_prob, next_ids = live[keep], generated[keep], log_prob[keep], next_ids[keep]
+            hidden = hidden[:, keep]
+            encoder_outputs, src_mask = encoder_outputs[:, keep], src_mask[keep]
         token = next_ids.unsqueeze(0)
-    replies = []
-    for row in generated.tolist():
-        ids = [i for i in row if i != PAD_token]
-        replies.append(ids)
-    return replies
+    else:  # rows still live at max_length end without EOS
+        for row in range(live.numel()):
+            replies[int(live[row])], log_probs[int(live[row])] = generated[row].tolist(), float(log_prob[row])
+    return replies, log_probs
 
 
 def length_normalise(log_prob: float, length: int, length_penalty: float) -> float:

@@ -127,12 +127,16 @@ class Chatbot:
         """Normalized reply text -> target ids ending in EOS (as training's targets)."""
         return self.tokenizer.encode(normalize_string(text, self.normalize)) + [EOS_token]
 
-    def score(self, query: str, replies: list[list[int]], settings: DecodeSettings) -> torch.Tensor:
-        """MMI-bidi scores of candidate replies (ids) to `query`: (K,) float64 (see `chatbot.scoring`)."""
+    def score(
+        self, query: str, replies: list[list[int]], settings: DecodeSettings, forward: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """MMI-bidi scores of candidate replies (ids) to `query`: (K,) float64 (see `chatbot.scoring`).
+        `forward`: their log p(reply | query) if already known (sampling computes it)."""
         from chatbot.scoring import mmi_scores, sequence_log_probs, with_eos
 
-        src = self.query_ids(query)
-        forward = sequence_log_probs(self.model, [src] * len(replies), [with_eos(r) for r in replies])
+        if forward is None:
+            src = self.query_ids(query)
+            forward = sequence_log_probs(self.model, [src] * len(replies), [with_eos(r) for r in replies])
         texts = [self.tokenizer.decode(r) for r in replies]
         backward = None
         if self.backward is not None and settings.mmi_lambda:
@@ -161,13 +165,23 @@ class Chatbot:
 
     def rerank(self, text: str, settings: DecodeSettings) -> list[tuple[list[int], float]]:
         """Sample `settings.candidates` replies, score each (MMI-bidi), best first: [(ids, score)]."""
+        from chatbot.scoring import sequence_log_probs, with_eos
+
         src = self.query_ids(text)
-        drawn = sample_candidates(
-            self.runner, src, settings.max_length or self.max_length, settings, settings.candidates
-        )
-        unique = list(dict.fromkeys(tuple(ids) for ids in drawn))  # the same reply drawn twice is scored once
-        replies = [list(ids) for ids in unique]
-        scores = self.score(text, replies, settings).tolist()
+        max_length = settings.max_length or self.max_length
+        drawn, log_probs = sample_candidates(self.runner, src, max_length, settings, settings.candidates)
+        # The same reply drawn twice is scored once. A reply cut at max_length has no EOS yet, so it is
+        # scored as the teacher-forced scorer scores it (EOS added), like every other candidate.
+        first: dict[tuple[int, ...], float | None] = {}
+        for ids, lp in zip(drawn, log_probs, strict=True):
+            first.setdefault(tuple(ids), lp if ids and ids[-1] == EOS_token else None)
+        replies, known = [list(ids) for ids in first], list(first.values())
+        cut = [i for i, lp in enumerate(known) if lp is None]
+        if cut:
+            computed = sequence_log_probs(self.model, [src] * len(cut), [with_eos(replies[i]) for i in cut])
+            for i, lp in zip(cut, computed.tolist(), strict=True):
+                known[i] = lp
+        scores = self.score(text, replies, settings, torch.tensor(known, dtype=torch.float64)).tolist()
         order = sorted(range(len(replies)), key=lambda i: -scores[i])  # stable: ties keep the draw order
         return [(replies[i], scores[i]) for i in order]
 

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lambdas", type=floats, default=floats("0,0.25,0.5,1,1.5"), help="weights of log p(S|T)")
     parser.add_argument("--gammas", type=floats, default=floats("0,0.5,1,1.5"), help="bonuses per reply word")
     parser.add_argument(
-        "--sampling", default="1.0:0.9:16,0.7:0.9:16,1.0:1.0:16", help="TEMPERATURE:TOP_P:CANDIDATES,... to decode with"
+        "--sampling", default="1.0:0.9:16,0.7:0.9:16,1.0:1.0:16", help="TEMPERATURE:TOP_P:CANDIDATES,... to decode with (empty: the hits@1 grid only)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{h:.3f}")
         print(f"| {lam:g} | {kappa:g} | " + " | ".join(cells) + " |", flush=True)
     print(f"best: hits@1 {best[0]:.3f} at lambda {best[1]:g}, gamma {best[2]:g}, kappa {best[3]:g}")
+    if not args.sampling:  # --sampling "": the grid only
+        return 0
     print("\n| temperature | top-p | candidates | lambda | gamma | kappa | distinct-2 | top-10 share | mean length |")
     print("|---|---|---|---|---|---|---|---|---|")
     for item, gamma in itertools.product(args.sampling.split(","), args.gammas):

@@ -230,3 +230,22 @@ def test_query_encoder_equals_the_model_encoder(attn, layers, dec_layers):
             got = fast.encode(input_seq, lengths)
         for e, g in zip(expected, got, strict=True):
             torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+
+
+def test_sampled_candidates_log_probs_are_the_models_own():
+    """sample_candidates' log p(reply | query) equals the teacher-forced one for every finished reply, and a
+    seed repeats the draws, though finished replies leave the batch as they end."""
+    from chatbot.decode import sample_candidates
+    from tests.chatbot.tinybot import sequence_log_prob
+
+    model, voc = trained_model()
+    fast = InferenceSeq2Seq(model)
+    src = voc.encode("how are you ?") + [EOS_token]
+    settings = DecodeSettings("sample", temperature=3.0, seed=5)
+    replies, log_probs = sample_candidates(fast, src, 10, settings, 12)
+    assert (replies, log_probs) == sample_candidates(fast, src, 10, settings, 12)
+    assert len(replies) == 12 and len({tuple(r) for r in replies}) > 1
+    for ids, lp in zip(replies, log_probs, strict=True):
+        assert 0 < len(ids) <= 10 and EOS_token not in ids[:-1]
+        if ids[-1] == EOS_token:
+            assert lp == pytest.approx(sequence_log_prob(model, src, ids), abs=1e-4)

@@ -192,7 +192,7 @@ def test_rerank_adds_the_relevance_score_with_its_weight():
     torch.manual_seed(3)
     rel = DualEncoder(RelevanceConfig(vocab_size=len(voc), hidden_size=16)).eval()
     bot = Chatbot(model, voc, relevance=(rel, voc, "tutorial"))
-    plain = DecodeSettings("rerank", candidates=6, temperature=4.0, seed=2, mmi_lambda=0.0)
+    plain = DecodeSettings("rerank", candidates=6, temperature=4.0, seed=2, mmi_lambda=0.0, relevance_weight=0.0)
     weighted = DecodeSettings("rerank", candidates=6, temperature=4.0, seed=2, mmi_lambda=0.0, relevance_weight=2.0)
     base = {tuple(ids): score for ids, score in bot.rerank("how are you ?", plain)}  # the same draws (seed 2)
     for ids, score in bot.rerank("how are you ?", weighted):
