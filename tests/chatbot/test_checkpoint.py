@@ -1,6 +1,7 @@
 """Checkpoints are data: atomic writes, CPU loads of GPU saves, one-line refusals of anything else."""
 
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -214,7 +215,26 @@ def test_the_shipped_model_passes_every_check():
     if not DEFAULT_CHECKPOINT.exists():
         pytest.skip(f"no shipped model at {DEFAULT_CHECKPOINT}")
     state = load_checkpoint(DEFAULT_CHECKPOINT)
-    assert check_fields(state) is None and state["normalize"] == "tutorial" and state["max_length"] == 10
+    assert check_fields(state) is None and state["normalize"] == "tutorial" and state["max_length"] == 20
+
+
+def test_the_first_shipped_model_still_loads_and_replies(tmp_path):
+    """Checkpoints written before this change (the first shipped model, from git history) load and reply."""
+    import subprocess
+
+    from chatbot.reply import Chatbot, DecodeSettings
+
+    repo = Path(__file__).resolve().parents[2]
+    old = tmp_path / "old.pt"
+    done = subprocess.run(["git", "show", "51b5886:chatbot/pretrained/model.pt"], cwd=repo, capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("no git history here (a source copy without .git)")
+    old.write_bytes(done.stdout)
+    bot = Chatbot.from_checkpoint(old)
+    assert bot.backward is None and bot.relevance is None  # not the shipped path: no rerank models
+    # The replies the first model card lists for greedy (chatbot/pretrained/MODEL_CARD.md at 51b5886).
+    assert bot.reply("Hello.", DecodeSettings("greedy")) == "Hello."
+    assert bot.reply("How are you?", DecodeSettings("greedy")) == "Fine."
 
 
 def test_save_removes_stale_temps_of_that_file_only(tmp_path, model):
