@@ -20,10 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
@@ -35,11 +32,13 @@ from tqdm import tqdm
 from chatbot.cli import float_in, int_in
 from chatbot.corpus import FORMATS, Pair, extract_pairs, pair_key, read_corpus, split_by_conversation
 from chatbot.errors import ChatbotError
+from chatbot.files import check_out_dir, replace_dir
 from chatbot.normalize import MODES, normalize_string
 from chatbot.tokenizer import Tokenizer, load_tokenizer
 from chatbot.vocab import Voc
 
 SPLITS = ("train", "valid", "test")
+MARKER = ".chatbot-prepare"  # lists what `chatbot prepare` wrote, so --force may replace that and nothing else
 STATS_FILE = "stats.json"
 TOKENIZERS = ("word", "sentencepiece")
 
@@ -215,6 +214,8 @@ def prepare(
         raise ChatbotError(f"normalize must be one of {MODES} and tokenizer one of {TOKENIZERS}")
     if out.exists() and not force:
         raise ChatbotError(f"{out} already exists (use --force to replace it)")
+    if force:  # before any work: --force replaces only an earlier dataset folder, never the input or notes
+        check_out_dir(out, MARKER, [input_path])
     if config.max_length < 2 or not (0 <= config.valid_fraction < 1 and 0 <= config.test_fraction < 1):
         raise ChatbotError("--max-length must be at least 2 and the fractions between 0 and 1")
 
@@ -288,7 +289,7 @@ def prepare(
         splits = {name: [Pair(p.response, p.query, p.conversation) for p in split] for name, split in splits.items()}
     stats.update(_dataset_stats(corpus, config, tokenizer, splits, input_path))
     stats["seconds"] = round(time.perf_counter() - start, 2)
-    _write(out, splits, tokenizer, stats, force)
+    _write(out, splits, tokenizer, stats, input_path)
     log(
         f"dataset: train {len(splits['train'])} / valid {len(splits['valid'])} / test {len(splits['test'])} pairs, "
         f"{config.tokenizer} tokenizer of {len(tokenizer)} ids"
@@ -380,29 +381,21 @@ def _dataset_stats(
     }
 
 
-def _write(out: Path, splits: dict[str, list[Pair]], tokenizer: Tokenizer, stats: dict[str, Any], force: bool) -> None:
-    """Write everything into a temp folder beside `out`, then rename it into place."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    except OSError as err:
-        raise ChatbotError(f"cannot write the dataset folder {out}: {err.strerror}") from err
-    try:
+def _write(out: Path, splits: dict[str, list[Pair]], tokenizer: Tokenizer, stats: dict[str, Any], input_path) -> None:
+    """Build the folder beside `out` and swap it in (`chatbot.files.replace_dir`): an existing `out` is
+    replaced only if an earlier `chatbot prepare` wrote it, and never when it holds the input."""
+
+    def build(tmp: Path) -> None:
         for name, split in splits.items():
             with open(tmp / f"{name}.tsv", "w", encoding="utf-8", newline="\n") as f:
                 f.writelines(f"{p.query}\t{p.response}\n" for p in split)
         tokenizer.save(tmp)
         (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out.exists() and force:
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    try:
+        replace_dir(out, build, MARKER, [input_path])
+    except OSError as err:
+        raise ChatbotError(f"cannot write the dataset folder {out}: {err.strerror}") from err
 
 
 # --- reading a prepared folder --------------------------------------------------------------------

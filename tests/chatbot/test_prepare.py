@@ -353,3 +353,29 @@ def test_the_first_models_held_out_pairs_and_the_probes_stay_out_of_training(sha
     # The split is a function of the conversation: a short pair is in the same split in both datasets.
     for name in ("valid", "test"):
         assert set(getattr(w10, name)) <= set(getattr(w20, name))
+
+
+def test_force_never_replaces_what_prepare_did_not_write(tmp_path: Path, capsys) -> None:
+    """--force replaces an earlier dataset folder only: not the input corpus, not a folder of notes, not a file."""
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus)
+    before = sorted(p.name for p in corpus.iterdir())
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep me too")
+    for out in (corpus, notes, a_file, tmp_path):
+        assert run_cli(corpus, "--out", out, "--force") == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--out" in err, err
+    assert sorted(p.name for p in corpus.iterdir()) == before
+    assert (notes / "todo.txt").read_text() == "keep me" and a_file.read_text() == "keep me too"
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
+    # An earlier dataset folder is replaced (atomically), and the replacement is complete.
+    out = tmp_path / "ds"
+    assert run_cli(corpus, "--out", out, "--min-count", "1") == 0
+    assert run_cli(corpus, "--out", out, "--force") == 0
+    assert load_prepared(out).stats["config"]["min_count"] == 3
