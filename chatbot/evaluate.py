@@ -356,6 +356,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     checkpoints = args.checkpoint or [None]
     labels = args.label or []
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before minutes of decoding, not after
+        raise ChatbotError(f"--out {out} is a file; give a folder for report.json and report.md")
     pairs = read_pairs(args.data, args.split)
     trained: set[tuple[str, str]] = set()
     for path in args.exclude_train:
@@ -374,7 +377,6 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate(bot, pairs, strategies, settings_from_args(args), args.bleu_tokenize, excluded)
         report["label"] = labels[n] if n < len(labels) else _model_label(report, n)
         reports.append(report)
-    out = Path(args.out)
     data = reports[0] if len(reports) == 1 else {"models": reports}
     atomic_write(out / "report.json", lambda f: f.write(json.dumps(data, indent=2, ensure_ascii=False).encode()))
     markdown = to_markdown(reports)

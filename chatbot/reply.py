@@ -9,6 +9,7 @@ tutorial's `evaluateInput` crashed with a KeyError on an unknown word and printe
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import re
 from collections.abc import Iterator
@@ -53,8 +54,6 @@ class Chatbot:
         self.backward = backward  # a reply -> query model for rerank's log p(S|T), or None
         # (DualEncoder, its tokenizer, its normalization) for rerank's relevance score, or None
         self.relevance = relevance
-        # A trained nn.Module decodes through the faster DecoderStep (same replies); exported programs as they are.
-        self.runner = InferenceSeq2Seq(model) if isinstance(model, torch.nn.Module) else model
         self.tokenizer = tokenizer
         self.normalize = normalize
         self.max_length = max_length  # the tutorial's MAX_LENGTH: default reply length and input guard
@@ -62,6 +61,13 @@ class Chatbot:
         # training saw queries shorter than max_length, so twice that is already far out of distribution.
         self.max_input_tokens = 2 * max_length
         self.description = description or f"{tokenizer.kind} tokenizer, {len(tokenizer)} tokens"
+
+    @functools.cached_property
+    def runner(self):
+        """What decoding runs on: a trained nn.Module through the faster `InferenceSeq2Seq` (same replies;
+        built on first use, so a backward model that only scores never copies its weights), exported
+        programs as they are."""
+        return InferenceSeq2Seq(self.model) if isinstance(self.model, torch.nn.Module) else self.model
 
     @classmethod
     def from_checkpoint(

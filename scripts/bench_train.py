@@ -94,21 +94,29 @@ def tutorial_train(batch, model: Seq2Seq, encoder_optimizer, decoder_optimizer, 
     return sum(print_losses) / n_totals
 
 
-def run_tutorial(model, examples, iterations, device, seed) -> tuple[float, int]:
-    """(a): `iterations` tutorial iterations -> (training seconds, target tokens)."""
+def tutorial_steps(model, examples, device, seed):
+    """Endless (batch, closure) pairs of (a)'s iterations: the tutorial's two Adam optimizers (lr 1e-4,
+    decoder x5), batches of 64 drawn with random.choice and sorted by input length (batch2TrainData)."""
     lr, ratio = 1e-4, 5.0
     encoder_optimizer = torch.optim.Adam(model.encoder.parameters(), lr=lr)
     decoder_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=lr * ratio)
     rng = random.Random(seed)
-    model.train()
-    tokens, seconds = 0, 0.0
-    for _ in range(iterations):
-        # the tutorial: random.choice with replacement, then sorted by input length (batch2TrainData)
+    while True:
         chosen = sorted((rng.choice(examples) for _ in range(64)), key=lambda e: len(e[0]), reverse=True)
         batch = make_batch(chosen).to(device)
+        yield batch, lambda b=batch: tutorial_train(b, model, encoder_optimizer, decoder_optimizer, 50.0)
+
+
+def run_tutorial(model, examples, iterations, device, seed) -> tuple[float, int]:
+    """(a): `iterations` tutorial iterations -> (training seconds, target tokens)."""
+    model.train()
+    steps = tutorial_steps(model, examples, device, seed)
+    tokens, seconds = 0, 0.0
+    for _ in range(iterations):
+        batch, step = next(steps)
         sync(device)
         start = time.perf_counter()
-        tutorial_train(batch, model, encoder_optimizer, decoder_optimizer, 50.0)
+        step()
         seconds += time.perf_counter() - start  # .item() synchronised already
         tokens += batch.n_tokens
     return seconds, tokens
@@ -163,18 +171,6 @@ def time_to_quality(model, examples, valid, config, target_loss, max_seconds, ev
         if loss <= target_loss:
             return seconds, steps, loss
     return None
-
-
-def tutorial_steps(model, examples, device, seed):
-    """Endless (batch, closure) pairs of (a)'s iterations (random.choice batches, the tutorial's train())."""
-    lr, ratio = 1e-4, 5.0
-    encoder_optimizer = torch.optim.Adam(model.encoder.parameters(), lr=lr)
-    decoder_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=lr * ratio)
-    rng = random.Random(seed)
-    while True:
-        chosen = sorted((rng.choice(examples) for _ in range(64)), key=lambda e: len(e[0]), reverse=True)
-        batch = make_batch(chosen).to(device)
-        yield batch, lambda b=batch: tutorial_train(b, model, encoder_optimizer, decoder_optimizer, 50.0)
 
 
 def ppl_per_word(model, valid: PairTensors, n_words: int, device) -> float:

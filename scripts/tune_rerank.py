@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from chatbot.decode import DecodeSettings  # noqa: E402
 from chatbot.errors import ChatbotError  # noqa: E402
-from chatbot.evaluate import PairScores, distinct_n, hits_at_1, read_pairs, top10_share  # noqa: E402
+from chatbot.evaluate import PairScores, hits_at_1, read_pairs, score_strategy  # noqa: E402
 from chatbot.reply import Chatbot  # noqa: E402
 
 
@@ -83,11 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             length_bonus=gamma,
             relevance_weight=kappa,
         )
-        replies = [bot.tokenizer.decode(bot.reply_ids(q, replace(settings, seed=i))) for i, (q, _) in enumerate(pairs)]
-        mean_length = sum(len(r.split()) for r in replies) / len(replies)
+        metrics, _ = score_strategy(bot, pairs, replace(settings, seed=0))  # seeds 0, 1, 2, ... per pair
         print(
-            f"| {t} | {p} | {n} | {lam:g} | {gamma:g} | {kappa:g} | {distinct_n(replies, 2):.3f} | {top10_share(replies):.3f} "
-            f"| {mean_length:.2f} |",
+            f"| {t} | {p} | {n} | {lam:g} | {gamma:g} | {kappa:g} | {metrics['distinct_2']:.3f} "
+            f"| {metrics['top10_share']:.3f} | {metrics['mean_length']:.2f} |",
             flush=True,
         )
     return 0

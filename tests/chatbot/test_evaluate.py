@@ -191,3 +191,17 @@ def test_evaluate_on_the_embedded_sample_under_a_minute(tmp_path):
     assert report["pairs"] == len(dataset.test) > 0
     for metrics in report["strategies"].values():
         assert 0 <= metrics["bleu"] <= 100 and 0 < metrics["distinct_1"] <= 1 and metrics["mean_length"] > 0
+
+
+def test_out_onto_a_file_is_refused_before_any_work(tmp_path, capsys):
+    model, voc = trained_model()
+    ckpt = write_checkpoint(tmp_path / "m.pt", model, voc)
+    data = tmp_path / "test.tsv"
+    data.write_text("".join(f"{q}\t{r}\n" for q, r in PAIRS * 3), encoding="utf-8")
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(target)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "--out" in captured.err and captured.out == ""  # nothing decoded
+    assert target.read_text() == "keep me"

@@ -73,3 +73,39 @@ def test_a_missing_dataset_is_one_line_not_a_traceback(tmp_path, capsys):
     assert bench_train.main([str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("bench_train.py: error:") and "chatbot prepare" in err and "\n" not in err
+
+
+def test_target_from_compares_four_contenders_to_a_checkpoints_perplexity(tmp_path, capsys):
+    from chatbot.checkpoint import save_checkpoint
+
+    data_dir = write_prepared(tmp_path / "data")
+    voc = tiny_dataset().tokenizer
+    torch.manual_seed(0)
+    old = Seq2Seq(ModelConfig(vocab_size=len(voc), hidden_size=8))
+    state = {"model_config": old.config.to_dict(), "model": old.state_dict(), "tokenizer": voc.state_dict()}
+    save_checkpoint(tmp_path / "old.pt", {**state, "normalize": "tutorial", "max_length": 10})
+    out = tmp_path / "bench.json"
+    args = [str(data_dir), "--target-from", str(tmp_path / "old.pt"), "--hidden-size", "8", "--max-minutes", "0.002"]
+    args += ["--recipe", "hidden_size=12,bucket=2", "--eval-every", "2", "--num-threads", "1", "--json", str(out)]
+    assert bench_train.main(args) == 0
+    result = json.loads(out.read_text())
+    names = [r["contender"] for r in result["rows"]]
+    assert names[:3] == [
+        "(a) tutorial loop, batch 64",
+        "(b) this project, batch 64, fp32",
+        "(b) this project, batch 64, bf16",
+    ]
+    assert names[3] == "recipe hidden_size=12,bucket=2" and all(r["tokens_per_s"] > 0 for r in result["rows"])
+    # The target is the old model's perplexity per word on the valid pairs: a random model is near uniform.
+    assert 0.3 * len(voc) < result["target"] < 3 * len(voc)
+    assert "| contender | tokens/s | vs (a) |" in capsys.readouterr().out
+
+
+def test_recipe_fields_parse_and_unknown_ones_are_refused():
+    assert bench_train.parse_recipe("hidden_size=384,learning_rate=2.5e-4,bucket=20") == {
+        "hidden_size": 384,
+        "learning_rate": 2.5e-4,
+        "bucket": 20,
+    }
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown recipe field"):
+        bench_train.parse_recipe("hiden_size=3")

@@ -1,0 +1,60 @@
+"""scripts/make_hold_out.py, train_relevance.py and tune_rerank.py, end to end on tiny data."""
+
+import importlib.util
+import json
+
+from chatbot.corpus import pair_key
+from chatbot.prepare import PrepareConfig, load_prepared, prepare
+from chatbot.relevance import load_relevance
+from tests.chatbot.tiny_data import write_prepared
+from tests.chatbot.tinybot import REPO_ROOT, one_thread, random_model, write_checkpoint  # noqa: F401
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_hold_out_keys_keep_those_pairs_out_of_a_new_training_split(tmp_path):
+    sample = REPO_ROOT / "corpus" / "sample"
+    prepare(sample, tmp_path / "first", PrepareConfig(min_count=1))
+    first = load_prepared(tmp_path / "first")
+    assert load_script("make_hold_out").main([str(tmp_path / "first"), "--out", str(tmp_path / "h.json")]) == 0
+    held = json.loads((tmp_path / "h.json").read_text())
+    assert set(held["test"]) == {pair_key(q, r) for q, r in first.test}
+    # Another seed splits differently, but the held pairs stay out of its training split.
+    prepare(sample, tmp_path / "second", PrepareConfig(min_count=1, seed=7, hold_out=str(tmp_path / "h.json")))
+    second = load_prepared(tmp_path / "second")
+    keys = set(held["valid"]) | set(held["test"])
+    assert not any(pair_key(q, r) in keys for q, r in second.train)
+    assert {pair_key(q, r) for q, r in first.test} <= {pair_key(q, r) for q, r in second.test}
+
+
+def test_train_relevance_then_tune_rerank(tmp_path, capsys):
+    data = write_prepared(tmp_path / "data", n_train=128, n_valid=40)
+    args = [str(data), "--out", str(tmp_path / "rel"), "--hidden-size", "16", "--batch-size", "32"]
+    args += ["--epochs", "3", "--eval-every", "4", "--eval-pairs", "20", "--num-threads", "1"]
+    assert load_script("train_relevance").main(args) == 0
+    model, state = load_relevance(tmp_path / "rel" / "best.pt")
+    assert state["metrics"]["valid_hits_at_1"] > 0.05  # it learnt something: chance is 1/20
+    assert load_script("train_relevance").main(args) == 1  # never overwrites a best.pt
+    assert "exists" in capsys.readouterr().err
+    voc = load_prepared(data).tokenizer
+    fwd = write_checkpoint(tmp_path / "f.pt", random_model(len(voc), seed=1, hidden=16), voc)
+    bwd = write_checkpoint(tmp_path / "b.pt", random_model(len(voc), seed=2, hidden=16), voc)
+    argv = [
+        str(data),
+        "--checkpoint",
+        str(fwd),
+        "--backward",
+        str(bwd),
+        "--relevance",
+        str(tmp_path / "rel" / "best.pt"),
+    ]
+    argv += ["--limit", "20", "--lambdas", "0,1", "--gammas", "0", "--kappas", "0,100", "--sampling", "1.0:0.9:4"]
+    assert load_script("tune_rerank").main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("| 0 | 0 | ") == 1 and "| 1 | 100 | " in out and "best: hits@1" in out
+    assert "| 1.0 | 0.9 | 4 |" in out
