@@ -11,11 +11,7 @@ import argparse
 import errno
 import html
 import os
-import queue
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +21,9 @@ import torch
 
 from chatbot.chat import NO_REPLY
 from chatbot.cli import float_in, int_in
+from chatbot.decode import STRATEGIES
 from chatbot.reply import Chatbot, DecodeSettings
 
-STRATEGIES = ["rerank", "sample", "greedy", "beam"]
 EXAMPLES = ["hello", "how are you?", "where are you going?", "what is your name?", "do you love me?"]
 # The model reads at most `max_length` words, so a longer message only costs normalization time;
 # the cap keeps one pasted book from stalling a worker.
@@ -272,7 +268,7 @@ def build_demo(bot: Chatbot, concurrency_limit: int = 2, stream_interval: float 
         chatbot=plain_text_chatbot(placeholder="Ask the movie-dialogue bot something."),
         textbox=gr.Textbox(placeholder="Type a message and press Enter", max_lines=4, submit_btn=True),
         additional_inputs=[
-            gr.Radio(STRATEGIES, value=defaults.strategy, label="Decoding strategy", info=STRATEGY_HELP),
+            gr.Radio(list(STRATEGIES), value=defaults.strategy, label="Decoding strategy", info=STRATEGY_HELP),
             gr.Slider(1, 10, value=defaults.beam_width, step=1, label="Beam width (beam)", info="replies kept"),
             gr.Slider(
                 0.1,
@@ -333,44 +329,3 @@ def run(args: argparse.Namespace) -> None:
             time.sleep(1)
     finally:
         demo.close()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def start_server(cli_args: list[str], timeout: float = 300.0) -> tuple[subprocess.Popen, str]:
-    """Start `python -m chatbot serve *cli_args` in a child process; wait for its URL line -> (process, url).
-
-    The child's output is read by a thread for as long as it runs (a full pipe would stall the server);
-    its lines collect in `process.log`.
-    """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chatbot", "serve", *cli_args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"},
-    )
-    proc.log = []  # type: ignore[attr-defined]
-    urls: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        for line in proc.stdout:
-            proc.log.append(line)
-            if line.startswith("chatbot serve:") and " open http" in line:
-                urls.put(line.split(" open ", 1)[1].split()[0])
-        urls.put("")  # the child exited
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        url = urls.get(timeout=timeout)
-    except queue.Empty:
-        url = ""
-    if not url:
-        proc.kill()
-        raise RuntimeError("`chatbot serve` did not start:\n" + "".join(proc.log[-20:]))
-    return proc, url

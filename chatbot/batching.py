@@ -15,7 +15,7 @@ from itertools import chain
 
 import torch
 
-from chatbot.tokenizer import EOS_token, PAD_token, SOS_token, Tokenizer
+from chatbot.tokenizers import EOS_token, PAD_token, SOS_token, Tokenizer
 
 Example = tuple[list[int], list[int]]  # (source ids, target ids), both ending in EOS
 

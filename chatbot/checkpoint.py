@@ -24,7 +24,7 @@ import torch
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
 from chatbot.model import ModelConfig, Seq2Seq
-from chatbot.tokenizer import Tokenizer, tokenizer_from_state
+from chatbot.tokenizers import Tokenizer, tokenizer_from_state
 
 FORMAT = "chatbot-checkpoint"
 VERSION = 1

@@ -1,15 +1,14 @@
-"""Decoding one reply: greedy search, beam search and sampling over a `Seq2Seq`.
+"""Search: turning a `DecodingModel`'s next-token distributions into one reply's ids.
 
-Everything here works on token ids; `chatbot.reply` turns text into ids and back. Each function
-takes any `model` with the two calls of `chatbot.model.Seq2Seq` it needs, so the exported programs
-of `chatbot.export` decode with the very same code:
-    model.encode(input_seq (Ts, 1), lengths (1,)) -> encoder_outputs (Ts, 1, H), hidden (L, 1, H), src_mask (1, Ts)
-    model.decoder(input (1, K), hidden (L, K, H), encoder_outputs (Ts, K, H), src_mask (K, Ts))
-        -> logits (1, K, V), hidden (L, K, H), attention (K, 1, Ts)
+Settings and their checks, the bans and filters, greedy search and sampling (`generate_tokens`),
+beam search, rerank (sampled candidates ordered by a caller's score), and `decode_stream`, the one
+dispatch over the strategies that whole and streamed replies both use. Everything works on token ids;
+`chatbot.reply` turns text into ids and back. Any `chatbot.model.DecodingModel` will do (the
+training network, its fast CPU form, the exported programs), so every form decodes with this code.
 
-Fixes to the tutorial's `GreedySearchDecoder`: it always ran MAX_LENGTH steps and cut the reply at
-EOS afterwards (we stop at EOS), it could emit PAD/SOS/UNK (we never do), and it had no beam
-search or sampling.
+Fixes to the tutorial's `GreedySearchDecoder` (kept in `chatbot.tutorial`): it always ran MAX_LENGTH
+steps and cut the reply at EOS afterwards (we stop at EOS), it could emit PAD/SOS/UNK (we never do),
+and it had no beam search or sampling.
 
 A returned sequence holds the generated ids *including* the final EOS when the model produced one;
 it is at most `max_length` ids long (the tutorial's MAX_LENGTH counts decoding steps the same way).
@@ -18,16 +17,19 @@ it is at most `max_length` ids long (the tutorial's MAX_LENGTH counts decoding s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
 
 from chatbot.errors import ChatbotError
-from chatbot.tokenizer import EOS_token, PAD_token, SOS_token, UNK_token
+from chatbot.model.protocol import DecodingModel
+from chatbot.tokenizers import EOS_token, PAD_token, SOS_token, UNK_token
 
-STRATEGIES = ("greedy", "beam", "sample", "rerank")
+# In the chat tab's order: its default first.
+STRATEGIES = ("rerank", "sample", "greedy", "beam")
+WHOLE_REPLY = ("beam", "rerank")  # strategies that know their reply only at the end (`decode_stream` yields once)
 # Never generated: padding, a second start token, or "UNK" shown to the user.
 NEVER_GENERATED = [PAD_token, SOS_token, UNK_token]
 
@@ -111,11 +113,6 @@ def source_tensors(src_ids: list[int], device: torch.device | str = "cpu") -> tu
     return input_seq, torch.tensor([len(src_ids)])
 
 
-def model_device(model) -> torch.device:
-    """Where the model's tensors live (`InferenceSeq2Seq.device`; the CPU for anything else)."""
-    return getattr(model, "device", torch.device("cpu"))
-
-
 def ban_tokens(scores: torch.Tensor, generated: torch.Tensor, min_length: int, no_repeat_ngram_size: int) -> None:
     """Set to -inf (in place) every next token the rules forbid. scores (K, V), generated (K, t) ids so far."""
     scores[:, NEVER_GENERATED] = -math.inf
@@ -151,7 +148,7 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
 
 @torch.inference_mode()
 def generate_tokens(
-    model,
+    model: DecodingModel,
     src_ids: list[int],
     max_length: int,
     settings: DecodeSettings | None = None,
@@ -162,7 +159,7 @@ def generate_tokens(
     its own `torch.Generator` seeded from `settings.seed`, so the global RNG is untouched.
     """
     settings = settings or DecodeSettings()
-    device = model_device(model)
+    device = model.device
     sampling = settings.strategy == "sample"
     generator = None
     if sampling:
@@ -192,19 +189,6 @@ def generate_tokens(
             return
 
 
-def greedy_search(
-    model, src_ids: list[int], max_length: int, min_length: int = 0, no_repeat_ngram_size: int = 0
-) -> list[int]:
-    """The likeliest next id at every step, until EOS or `max_length` ids."""
-    settings = DecodeSettings("greedy", min_length=min_length, no_repeat_ngram_size=no_repeat_ngram_size)
-    return list(generate_tokens(model, src_ids, max_length, settings))
-
-
-def sample(model, src_ids: list[int], max_length: int, settings: DecodeSettings) -> list[int]:
-    """One reply drawn from the (temperature, top-k, top-p filtered) distribution, seeded by `settings.seed`."""
-    return list(generate_tokens(model, src_ids, max_length, settings))
-
-
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
     """A generator seeded with `seed`, or with fresh entropy when it is None (the global RNG is untouched)."""
     generator = torch.Generator(device)
@@ -217,7 +201,7 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 
 @torch.inference_mode()
 def sample_candidates(
-    model, src_ids: list[int], max_length: int, settings: DecodeSettings, n: int
+    model: DecodingModel, src_ids: list[int], max_length: int, settings: DecodeSettings, n: int
 ) -> tuple[list[list[int]], list[float]]:
     """`n` replies sampled at once (one batch of n rows), each until its EOS or `max_length` ids, and each
     reply's log p(reply | query) under the model itself (its raw logits: no temperature, filter or ban).
@@ -225,7 +209,7 @@ def sample_candidates(
     The same filters as `generate_tokens` (temperature, top-k, top-p, bans) choose the tokens; the rows
     share one encoding of the query and one generator seeded from `settings.seed`.
     """
-    device = model_device(model)
+    device = model.device
     generator = make_generator(settings.seed, device)
     input_seq, lengths = source_tensors(src_ids, device)
     encoder_outputs, hidden, src_mask = model.encode(input_seq, lengths)  # (Ts, 1, H), (L, 1, H), (1, Ts)
@@ -271,7 +255,7 @@ def length_normalise(log_prob: float, length: int, length_penalty: float) -> flo
 
 @torch.inference_mode()
 def beam_search(
-    model,
+    model: DecodingModel,
     src_ids: list[int],
     max_length: int,
     beam_width: int = 5,
@@ -288,7 +272,7 @@ def beam_search(
     the result is the same as running to `max_length`, usually in fewer steps.
     """
     K = beam_width
-    device = model_device(model)
+    device = model.device
     input_seq, lengths = source_tensors(src_ids, device)
     encoder_outputs, hidden, src_mask = model.encode(input_seq, lengths)  # (Ts, 1, H), (L, 1, H), (1, Ts)
     generated = torch.empty(1, 0, dtype=torch.long, device=device)  # (k, t): one live beam to start with
@@ -341,8 +325,40 @@ def beam_search(
     return finished[:K]
 
 
-def decode(model, src_ids: list[int], max_length: int, settings: DecodeSettings) -> list[int]:
-    """One reply's ids (EOS included if produced) by the strategy in `settings`."""
+# rerank's score: candidate replies (ids) and the log p(reply | query) sampling already knows for each
+# (None for a reply cut at max_length) -> one score per reply, higher is better.
+Scorer = Callable[[list[list[int]], list[float | None]], list[float]]
+
+
+def rerank(
+    model: DecodingModel, src_ids: list[int], max_length: int, settings: DecodeSettings, scorer: Scorer
+) -> list[tuple[list[int], float]]:
+    """Sample `settings.candidates` replies, score each distinct one with `scorer`, best first: [(ids, score)].
+
+    A reply drawn twice is scored once; ties keep the order of the draw.
+    """
+    drawn, log_probs = sample_candidates(model, src_ids, max_length, settings, settings.candidates)
+    first: dict[tuple[int, ...], float | None] = {}
+    for ids, lp in zip(drawn, log_probs, strict=True):
+        first.setdefault(tuple(ids), lp if ids and ids[-1] == EOS_token else None)
+    replies = [list(ids) for ids in first]
+    scores = scorer(replies, list(first.values()))
+    order = sorted(range(len(replies)), key=lambda i: -scores[i])  # stable
+    return [(replies[i], scores[i]) for i in order]
+
+
+def decode_stream(
+    model: DecodingModel,
+    src_ids: list[int],
+    max_length: int,
+    settings: DecodeSettings,
+    scorer: Scorer | None = None,
+) -> Iterator[list[int]]:
+    """The one dispatch over the strategies: the reply's ids so far (EOS included once produced).
+
+    Greedy and sampling yield after every token; beam search and rerank know their reply only at the
+    end, so they yield it once. Rerank needs `scorer` (`chatbot.reply.Chatbot` passes its MMI score).
+    """
     if settings.strategy == "beam":
         hypotheses = beam_search(
             model,
@@ -353,161 +369,27 @@ def decode(model, src_ids: list[int], max_length: int, settings: DecodeSettings)
             settings.min_length,
             settings.no_repeat_ngram_size,
         )
-        return hypotheses[0].tokens if hypotheses else []
-    return list(generate_tokens(model, src_ids, max_length, settings))
+        yield hypotheses[0].tokens if hypotheses else []
+    elif settings.strategy == "rerank":
+        if scorer is None:
+            raise ChatbotError("strategy rerank needs a scorer (use chatbot.reply.Chatbot, which has one)")
+        yield rerank(model, src_ids, max_length, settings, scorer)[0][0]
+    else:
+        ids: list[int] = []
+        for token in generate_tokens(model, src_ids, max_length, settings):
+            ids.append(token)
+            yield list(ids)
 
 
-class DecoderStep(torch.nn.Module):
-    """One step of `LuongAttnDecoderRNN` for inference, with its matrices stored transposed.
-
-    The same math as the model's decoder (nn.GRU's documented cell equations, then the model's own
-    `Attn`, concat and output layers), but every product is `addmm(bias, x, W^T)` on a contiguous
-    transposed copy. At batch 1 nn.Linear and nn.GRU take a matrix-vector path that measured about
-    3x slower on this project's CPU (AMD EPYC, MKL) than the matrix-matrix one used here. Weights are
-    copied when this is built: rebuild it after changing the model. No dropout (inference only).
-    """
-
-    def __init__(self, decoder):
-        super().__init__()
-        self.embedding = decoder.embedding
-        self.attn = decoder.attn
-        self.n_layers = decoder.n_layers
-        gru = decoder.gru
-        for layer in range(self.n_layers):
-            self.register_buffer(f"w_ih_{layer}", getattr(gru, f"weight_ih_l{layer}").detach().T.contiguous())
-            self.register_buffer(f"w_hh_{layer}", getattr(gru, f"weight_hh_l{layer}").detach().T.contiguous())
-            self.register_buffer(f"b_ih_{layer}", getattr(gru, f"bias_ih_l{layer}").detach().clone())
-            self.register_buffer(f"b_hh_{layer}", getattr(gru, f"bias_hh_l{layer}").detach().clone())
-        self.register_buffer("w_concat", decoder.concat.weight.detach().T.contiguous())  # (2H, H)
-        self.register_buffer("b_concat", decoder.concat.bias.detach().clone())
-        self.register_buffer("w_out", decoder.out.weight.detach().T.contiguous())  # (H, V)
-        self.register_buffer("b_out", decoder.out.bias.detach().clone())
-
-    def forward(
-        self,
-        input_step: torch.Tensor,
-        last_hidden: torch.Tensor,
-        encoder_outputs: torch.Tensor,
-        src_mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """input_step (1, K), last_hidden (L, K, H), encoder_outputs (Ts, K, H), src_mask (K, Ts)
-        -> logits (1, K, V), hidden (L, K, H), attention weights (K, 1, Ts)."""
-        x = self.embedding(input_step[0])  # (K, H)
-        hidden = []
-        for layer in range(self.n_layers):
-            h = last_hidden[layer]  # (K, H)
-            gates_x = torch.addmm(getattr(self, f"b_ih_{layer}"), x, getattr(self, f"w_ih_{layer}"))  # (K, 3H)
-            gates_h = torch.addmm(getattr(self, f"b_hh_{layer}"), h, getattr(self, f"w_hh_{layer}"))  # (K, 3H)
-            x_r, x_z, x_n = gates_x.chunk(3, dim=1)
-            h_r, h_z, h_n = gates_h.chunk(3, dim=1)
-            r = torch.sigmoid(x_r + h_r)
-            z = torch.sigmoid(x_z + h_z)
-            n = torch.tanh(x_n + r * h_n)
-            x = n + z * (h - n)  # (1 - z) * n + z * h
-            hidden.append(x)
-        query = x.unsqueeze(1)  # (K, 1, H)
-        keys = encoder_outputs.transpose(0, 1)  # (K, Ts, H)
-        attn_weights = self.attn(query, keys, src_mask)  # (K, 1, Ts)
-        context = (attn_weights @ keys).squeeze(1)  # (K, H)
-        concat_output = torch.tanh(torch.addmm(self.b_concat, torch.cat((x, context), dim=1), self.w_concat))
-        logits = torch.addmm(self.b_out, concat_output, self.w_out)  # (K, V)
-        return logits.unsqueeze(0), torch.stack(hidden), attn_weights
-
-
-class QueryEncoder(torch.nn.Module):
-    """`Seq2Seq.encode` for one unpadded query (batch 1), with its matrices stored transposed.
-
-    The same bidirectional GRU math as `EncoderRNN` (no padding, so no packing needed): the input
-    projections of all time steps are one matrix product per direction, and each recurrent step runs
-    both directions in one batched product on transposed weights (the faster path, as in `DecoderStep`).
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        gru = model.encoder.gru
-        self.embedding = model.embedding
-        self.n_layers = gru.num_layers
-        self.decoder_n_layers = model.config.decoder_n_layers
-        for layer in range(self.n_layers):
-            names = [f"l{layer}", f"l{layer}_reverse"]  # forward, backward direction
-            for i, name in enumerate(names):
-                self.register_buffer(f"w_ih_{layer}_{i}", getattr(gru, f"weight_ih_{name}").detach().T.contiguous())
-                self.register_buffer(f"b_ih_{layer}_{i}", getattr(gru, f"bias_ih_{name}").detach().clone())
-            w_hh = torch.stack([getattr(gru, f"weight_hh_{n}").detach().T for n in names])  # (2, H, 3H)
-            b_hh = torch.stack([getattr(gru, f"bias_hh_{n}").detach() for n in names]).unsqueeze(1)  # (2, 1, 3H)
-            self.register_buffer(f"w_hh_{layer}", w_hh.contiguous())
-            self.register_buffer(f"b_hh_{layer}", b_hh.contiguous())
-
-    def forward(self, input_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """input_seq (Ts, 1) -> encoder_outputs (Ts, 1, H), decoder_hidden (L_dec, 1, H), src_mask (1, Ts)."""
-        x = self.embedding(input_seq[:, 0])  # (Ts, H)
-        Ts = x.size(0)
-        finals = []
-        for layer in range(self.n_layers):
-            gates_f = torch.addmm(getattr(self, f"b_ih_{layer}_0"), x, getattr(self, f"w_ih_{layer}_0"))  # (Ts, 3H)
-            gates_b = torch.addmm(getattr(self, f"b_ih_{layer}_1"), x, getattr(self, f"w_ih_{layer}_1"))
-            gates_x = torch.stack((gates_f, gates_b.flip(0)), dim=1).unsqueeze(
-                2
-            )  # (Ts, 2, 1, 3H); backward reads t reversed
-            w_hh, b_hh = getattr(self, f"w_hh_{layer}"), getattr(self, f"b_hh_{layer}")
-            h = x.new_zeros(2, 1, w_hh.size(1))  # (2, 1, H): both directions start from zeros
-            steps = []
-            for t in range(Ts):
-                gates_h = torch.baddbmm(b_hh, h, w_hh)  # (2, 1, 3H)
-                x_r, x_z, x_n = gates_x[t].chunk(3, dim=2)
-                h_r, h_z, h_n = gates_h.chunk(3, dim=2)
-                r = torch.sigmoid(x_r + h_r)
-                z = torch.sigmoid(x_z + h_z)
-                n = torch.tanh(x_n + r * h_n)
-                h = n + z * (h - n)
-                steps.append(h)
-            out = torch.stack(steps)  # (Ts, 2, 1, H)
-            forward, backward = out[:, 0, 0], out[:, 1, 0].flip(0)  # (Ts, H) each, in source order
-            x = torch.cat((forward, backward), dim=1)  # (Ts, 2H): the next layer's input
-            finals.append(h.sum(dim=0))  # (1, H): the two directions' final states summed, as Seq2Seq.encode
-        encoder_outputs = (forward + backward).unsqueeze(1)  # (Ts, 1, H)
-        decoder_hidden = torch.stack(finals[self.n_layers - self.decoder_n_layers :])  # (L_dec, 1, H)
-        return encoder_outputs, decoder_hidden, (input_seq != PAD_token).transpose(0, 1)
-
-
-class InferenceSeq2Seq:
-    """A `Seq2Seq` for decoding one query: `QueryEncoder` as `encode`, `DecoderStep` as `decoder`."""
-
-    def __init__(self, model):
-        self.model = model
-        self.query_encoder = QueryEncoder(model)
-        self.decoder = DecoderStep(model.decoder)
-        self.device = next(model.parameters()).device
-
-    def encode(self, input_seq: torch.Tensor, input_lengths: torch.Tensor):
-        """input_seq (Ts, B), input_lengths (B,) -> as `Seq2Seq.encode`; one query takes the fast path."""
-        if input_seq.size(1) == 1 and int(input_lengths[0]) == input_seq.size(0):
-            return self.query_encoder(input_seq)
-        return self.model.encode(input_seq, input_lengths)
-
-
-class GreedySearchDecoder(torch.nn.Module):
-    """The tutorial's greedy decoder, kept as the reference for tests and `scripts/bench_decode.py`.
-
-    As in the tutorial it always runs `max_length` steps (no stop at EOS), takes the max of a softmax
-    at each step, and grows its outputs with `torch.cat`; it may emit PAD/SOS/UNK.
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_seq: torch.Tensor, input_length: torch.Tensor, max_length: int):
-        """input_seq (Ts, 1), input_length (1,) -> all_tokens (max_length,), all_scores (max_length,)."""
-        encoder_outputs, decoder_hidden, src_mask = self.model.encode(input_seq, input_length)
-        decoder_input = torch.ones(1, 1, dtype=torch.long) * SOS_token
-        all_tokens = torch.zeros([0], dtype=torch.long)
-        all_scores = torch.zeros([0])
-        for _ in range(max_length):
-            logits, decoder_hidden, _ = self.model.decoder(decoder_input, decoder_hidden, encoder_outputs, src_mask)
-            decoder_output = F.softmax(logits[0], dim=1)  # the tutorial's decoder returned probabilities
-            decoder_scores, decoder_input = torch.max(decoder_output, dim=1)
-            all_tokens = torch.cat((all_tokens, decoder_input), dim=0)
-            all_scores = torch.cat((all_scores, decoder_scores), dim=0)
-            decoder_input = torch.unsqueeze(decoder_input, 0)
-        return all_tokens, all_scores
+def decode(
+    model: DecodingModel,
+    src_ids: list[int],
+    max_length: int,
+    settings: DecodeSettings,
+    scorer: Scorer | None = None,
+) -> list[int]:
+    """One reply's ids (EOS included if produced) by the strategy in `settings`: `decode_stream`'s last."""
+    ids: list[int] = []
+    for ids in decode_stream(model, src_ids, max_length, settings, scorer):  # noqa: B007 - the last one is the reply
+        pass
+    return ids

@@ -15,7 +15,6 @@ runs are checked against it (trust on first use); the output says which applies.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import os
 import shutil
@@ -32,7 +31,7 @@ from tqdm import tqdm
 
 from chatbot.cli import float_in, int_in
 from chatbot.errors import ChatbotError
-from chatbot.vocab import atomic_write_bytes
+from chatbot.files import atomic_write_bytes, sha256_file
 
 CHUNK = 1 << 16
 
@@ -67,15 +66,6 @@ SOURCES = {
         "convokit",
     ),
 }
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _by_hand(url: str, dest: Path) -> str:

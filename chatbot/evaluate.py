@@ -28,10 +28,10 @@ import sacrebleu
 import torch
 from tqdm import tqdm
 
-from chatbot.checkpoint import atomic_write
 from chatbot.cli import int_in
 from chatbot.decode import STRATEGIES, DecodeSettings
 from chatbot.errors import ChatbotError
+from chatbot.files import atomic_write
 from chatbot.reply import Chatbot, add_decode_arguments, settings_from_args
 from chatbot.scoring import sequence_log_probs, words
 

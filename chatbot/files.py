@@ -1,6 +1,8 @@
 """Writing files and folders safely: atomic replaces, normal modes, and never clobbering what we did not write.
 
-- `atomic_write(path, write)`: a file is written to a temp file beside it, fsynced, then renamed into place.
+- `atomic_write(path, write)`: a file is written to a temp file beside it, fsynced, then renamed into place
+  (`atomic_write_bytes` for bytes in memory).
+- `sha256_file(path)`: a file's hash, read in chunks.
 - `replace_dir(out, build, marker, inputs)`: a folder is built complete in a temp folder beside `out`,
   then swapped in. An existing `out` is replaced only when it is empty or a previous output of the
   same command (it holds `marker`, which lists the entries that command wrote, and nothing else);
@@ -9,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -74,6 +77,20 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """`atomic_write` of bytes already in memory."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _is_within(path: Path, folder: Path) -> bool:

@@ -34,8 +34,7 @@ from chatbot.corpus import FORMATS, Pair, extract_pairs, pair_key, read_corpus, 
 from chatbot.errors import ChatbotError
 from chatbot.files import check_out_dir, replace_dir
 from chatbot.normalize import MODES, normalize_string
-from chatbot.tokenizer import Tokenizer, load_tokenizer
-from chatbot.vocab import Voc
+from chatbot.tokenizers import Tokenizer, Voc, load_tokenizer
 
 SPLITS = ("train", "valid", "test")
 MARKER = ".chatbot-prepare"  # lists what `chatbot prepare` wrote, so --force may replace that and nothing else
@@ -180,7 +179,7 @@ def _build_tokenizer(train: list[Pair], config: PrepareConfig) -> Tokenizer:
         voc = Voc.from_sentences(s for p in train for s in (p.query, p.response))
         voc.trim(config.min_count)
         return voc
-    from chatbot.subword import SentencePieceTokenizer
+    from chatbot.tokenizers import SentencePieceTokenizer
 
     try:
         sp = SentencePieceTokenizer.train(

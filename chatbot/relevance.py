@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from chatbot.batching import pad
-from chatbot.tokenizer import PAD_token
+from chatbot.tokenizers import PAD_token
 
 
 @dataclass

@@ -9,7 +9,6 @@ tutorial's `evaluateInput` crashed with a KeyError on an unknown word and printe
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import re
 from collections.abc import Iterator
@@ -18,18 +17,11 @@ from pathlib import Path
 import torch
 
 from chatbot.cli import float_in, int_in, int_or_none
-from chatbot.decode import (
-    STRATEGIES,
-    DecodeSettings,
-    InferenceSeq2Seq,
-    decode,
-    decode_fields,
-    generate_tokens,
-    sample_candidates,
-)
+from chatbot.decode import STRATEGIES, WHOLE_REPLY, DecodeSettings, decode, decode_fields, decode_stream, rerank
 from chatbot.errors import ChatbotError
+from chatbot.model import DecodingModel, InferenceSeq2Seq
 from chatbot.normalize import normalize_string
-from chatbot.tokenizer import EOS_token, Tokenizer
+from chatbot.tokenizers import EOS_token, Tokenizer
 
 __all__ = ["Chatbot", "DecodeSettings", "add_decode_arguments", "settings_from_args", "tidy"]
 
@@ -61,13 +53,18 @@ class Chatbot:
         # training saw queries shorter than max_length, so twice that is already far out of distribution.
         self.max_input_tokens = 2 * max_length
         self.description = description or f"{tokenizer.kind} tokenizer, {len(tokenizer)} tokens"
+        self._fast: InferenceSeq2Seq | None = None
 
-    @functools.cached_property
-    def runner(self):
-        """What decoding runs on: a trained nn.Module through the faster `InferenceSeq2Seq` (same replies;
-        built on first use, so a backward model that only scores never copies its weights), exported
-        programs as they are."""
-        return InferenceSeq2Seq(self.model) if isinstance(self.model, torch.nn.Module) else self.model
+    @property
+    def runner(self) -> DecodingModel:
+        """What decoding runs on: a trained nn.Module through its faster `InferenceSeq2Seq` (same replies),
+        exported programs as they are. The fast form is built on first use (so a backward model that only
+        scores never copies its weights) and rebuilt whenever the model's weights have changed since."""
+        if not isinstance(self.model, torch.nn.Module):
+            return self.model
+        if self._fast is None or self._fast.is_stale():
+            self._fast = InferenceSeq2Seq(self.model)
+        return self._fast
 
     @classmethod
     def from_checkpoint(
@@ -82,7 +79,7 @@ class Chatbot:
         and relevance.pt, when present)."""
         from chatbot.checkpoint import DEFAULT_BACKWARD, DEFAULT_CHECKPOINT, DEFAULT_RELEVANCE, load_model
         from chatbot.relevance import load_relevance
-        from chatbot.tokenizer import tokenizer_from_state
+        from chatbot.tokenizers import tokenizer_from_state
 
         if path is None and not DEFAULT_CHECKPOINT.exists():
             raise ChatbotError(
@@ -125,9 +122,8 @@ class Chatbot:
     def reply_ids(self, text: str, settings: DecodeSettings | None = None) -> list[int]:
         """The reply's ids (EOS included if produced)."""
         settings = settings or DecodeSettings()
-        if settings.strategy == "rerank":
-            return self.rerank(text, settings)[0][0]
-        return decode(self.runner, self.query_ids(text), settings.max_length or self.max_length, settings)
+        src = self.query_ids(text)
+        return decode(self.runner, src, settings.max_length or self.max_length, settings, self._scorer(text, src, settings))
 
     def target_ids(self, text: str) -> list[int]:
         """Normalized reply text -> target ids ending in EOS (as training's targets)."""
@@ -169,27 +165,28 @@ class Chatbot:
         r = [tokenizer.encode(normalize_string(t, normalize)) + [EOS_token] for t in replies]
         return relevance_scores(model, q, r)
 
-    def rerank(self, text: str, settings: DecodeSettings) -> list[tuple[list[int], float]]:
-        """Sample `settings.candidates` replies, score each (MMI-bidi), best first: [(ids, score)]."""
+    def _scorer(self, text: str, src: list[int], settings: DecodeSettings):
+        """rerank's `decode.Scorer` for the query `text` (ids `src`): the MMI-bidi score of `score`."""
         from chatbot.scoring import sequence_log_probs, with_eos
 
+        def scorer(replies: list[list[int]], known: list[float | None]) -> list[float]:
+            # A reply cut at max_length has no EOS yet, so it is scored as the teacher-forced scorer
+            # scores it (EOS added), like every other candidate.
+            cut = [i for i, lp in enumerate(known) if lp is None]
+            known = list(known)
+            if cut:
+                computed = sequence_log_probs(self.model, [src] * len(cut), [with_eos(replies[i]) for i in cut])
+                for i, lp in zip(cut, computed.tolist(), strict=True):
+                    known[i] = lp
+            return self.score(text, replies, settings, torch.tensor(known, dtype=torch.float64)).tolist()
+
+        return scorer
+
+    def rerank(self, text: str, settings: DecodeSettings) -> list[tuple[list[int], float]]:
+        """Sample `settings.candidates` replies, score each (MMI-bidi), best first: [(ids, score)]."""
         src = self.query_ids(text)
         max_length = settings.max_length or self.max_length
-        drawn, log_probs = sample_candidates(self.runner, src, max_length, settings, settings.candidates)
-        # The same reply drawn twice is scored once. A reply cut at max_length has no EOS yet, so it is
-        # scored as the teacher-forced scorer scores it (EOS added), like every other candidate.
-        first: dict[tuple[int, ...], float | None] = {}
-        for ids, lp in zip(drawn, log_probs, strict=True):
-            first.setdefault(tuple(ids), lp if ids and ids[-1] == EOS_token else None)
-        replies, known = [list(ids) for ids in first], list(first.values())
-        cut = [i for i, lp in enumerate(known) if lp is None]
-        if cut:
-            computed = sequence_log_probs(self.model, [src] * len(cut), [with_eos(replies[i]) for i in cut])
-            for i, lp in zip(cut, computed.tolist(), strict=True):
-                known[i] = lp
-        scores = self.score(text, replies, settings, torch.tensor(known, dtype=torch.float64)).tolist()
-        order = sorted(range(len(replies)), key=lambda i: -scores[i])  # stable: ties keep the draw order
-        return [(replies[i], scores[i]) for i in order]
+        return rerank(self.runner, src, max_length, settings, self._scorer(text, src, settings))
 
     def reply(self, text: str, settings: DecodeSettings | None = None) -> str:
         """Reply to `text` (any string); never raises on the text."""
@@ -202,17 +199,15 @@ class Chatbot:
         at the end, so they yield that reply word by word.
         """
         settings = settings or DecodeSettings()
+        src = self.query_ids(text)
         max_length = settings.max_length or self.max_length
         shown = ""
-        if settings.strategy in ("beam", "rerank"):
-            words = self.reply(text, settings).split(" ")
-            for i in range(len(words)):
-                yield " ".join(words[: i + 1])
-            return
-        ids: list[int] = []
-        for token in generate_tokens(self.runner, self.query_ids(text), max_length, settings):
-            ids.append(token)
+        for ids in decode_stream(self.runner, src, max_length, settings, self._scorer(text, src, settings)):
             partial = tidy(self.tokenizer.decode(ids), self.normalize)
+            if settings.strategy in WHOLE_REPLY:  # the whole reply at once: show it word by word
+                words = partial.split(" ")
+                yield from (" ".join(words[: i + 1]) for i in range(len(words)))
+                return
             if partial != shown:
                 shown = partial
                 yield partial

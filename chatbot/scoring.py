@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from chatbot.batching import pad
-from chatbot.tokenizer import EOS_token, PAD_token, SOS_token
+from chatbot.tokenizers import EOS_token, PAD_token, SOS_token
 
 
 @torch.inference_mode()

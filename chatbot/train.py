@@ -47,9 +47,10 @@ from chatbot.batching import (
     num_batches,
     tensorize,
 )
-from chatbot.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from chatbot.checkpoint import load_checkpoint, save_checkpoint
 from chatbot.cli import float_in, int_in
 from chatbot.errors import ChatbotError
+from chatbot.files import atomic_write
 from chatbot.model import ModelConfig, Seq2Seq, select_positions
 
 

@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from chatbot.batching import encode_pairs, tensorize
-from chatbot.checkpoint import atomic_write
 from chatbot.errors import ChatbotError
+from chatbot.files import atomic_write
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.prepare import load_prepared
 from chatbot.train import TrainConfig, evaluate, make_optimizer

@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from chatbot.app import DEFAULTS
 from chatbot.checkpoint import DEFAULT_CHECKPOINT
-from chatbot.decode import GreedySearchDecoder, source_tensors
+from chatbot.decode import source_tensors
 from chatbot.evaluate import PROBES
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.normalize import normalize_string
 from chatbot.reply import Chatbot, DecodeSettings
-from chatbot.tokenizer import EOS_token, PAD_token
-from chatbot.vocab import Voc
+from chatbot.tokenizers import EOS_token, PAD_token, Voc
+from chatbot.tutorial import GreedySearchDecoder
 
 
 def tutorial_size_bot(seed: int = 0) -> Chatbot:

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from chatbot.app import DEFAULTS, STRATEGIES, free_port, start_server  # noqa: E402
+from chatbot.app import DEFAULTS, STRATEGIES  # noqa: E402
+from tests.chatbot.server import free_port, start_server  # noqa: E402
 
 PROMPTS = [
     "hello",

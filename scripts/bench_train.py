@@ -30,14 +30,12 @@ import argparse
 import json
 import math
 import platform
-import random
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
@@ -47,64 +45,19 @@ from chatbot.batching import (
     encode_pairs,
     epoch_order,
     iterate_batches,
-    make_batch,
     tensorize,
 )
-from chatbot.checkpoint import atomic_write
 from chatbot.errors import ChatbotError
+from chatbot.files import atomic_write
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.prepare import load_prepared
-from chatbot.tokenizer import SOS_token
 from chatbot.train import TrainConfig, autocast_for, evaluate, make_optimizer, train_step
+from chatbot.tutorial import tutorial_steps
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def tutorial_maskNLLLoss(inp: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """The tutorial's loss: inp (B, V) softmax probabilities -> mean -log p over the unmasked rows."""
-    nTotal = mask.sum()
-    crossEntropy = -torch.log(torch.gather(inp, 1, target.view(-1, 1)).squeeze(1))
-    loss = crossEntropy.masked_select(mask).mean()
-    return loss, nTotal.item()
-
-
-def tutorial_train(batch, model: Seq2Seq, encoder_optimizer, decoder_optimizer, clip: float) -> float:
-    """The tutorial's `train()` for one batch (teacher_forcing_ratio 1.0, as its default)."""
-    encoder_optimizer.zero_grad()
-    decoder_optimizer.zero_grad()
-    encoder_outputs, decoder_hidden, src_mask = model.encode(batch.input_seq, batch.lengths)
-    decoder_input = torch.full((1, batch.target.size(1)), SOS_token, dtype=torch.long, device=batch.target.device)
-    loss, print_losses, n_totals = 0, [], 0
-    for t in range(batch.target.size(0)):
-        logits, decoder_hidden, _ = model.decoder(decoder_input, decoder_hidden, encoder_outputs, src_mask)
-        decoder_output = F.softmax(logits[0], dim=1)  # the tutorial's decoder returns probabilities
-        decoder_input = batch.target[t].view(1, -1)  # teacher forcing
-        mask_loss, nTotal = tutorial_maskNLLLoss(decoder_output, batch.target[t], batch.mask[t])
-        loss += mask_loss
-        print_losses.append(mask_loss.item() * nTotal)
-        n_totals += nTotal
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.encoder.parameters(), clip)
-    torch.nn.utils.clip_grad_norm_(model.decoder.parameters(), clip)
-    encoder_optimizer.step()
-    decoder_optimizer.step()
-    return sum(print_losses) / n_totals
-
-
-def tutorial_steps(model, examples, device, seed):
-    """Endless (batch, closure) pairs of (a)'s iterations: the tutorial's two Adam optimizers (lr 1e-4,
-    decoder x5), batches of 64 drawn with random.choice and sorted by input length (batch2TrainData)."""
-    lr, ratio = 1e-4, 5.0
-    encoder_optimizer = torch.optim.Adam(model.encoder.parameters(), lr=lr)
-    decoder_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=lr * ratio)
-    rng = random.Random(seed)
-    while True:
-        chosen = sorted((rng.choice(examples) for _ in range(64)), key=lambda e: len(e[0]), reverse=True)
-        batch = make_batch(chosen).to(device)
-        yield batch, lambda b=batch: tutorial_train(b, model, encoder_optimizer, decoder_optimizer, 50.0)
 
 
 def run_tutorial(model, examples, iterations, device, seed) -> tuple[float, int]:

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.app import EMPTY_MESSAGE, STRATEGIES, make_respond, message_text, settings_from_inputs, start_server
+from chatbot.app import EMPTY_MESSAGE, STRATEGIES, make_respond, message_text, settings_from_inputs
 from chatbot.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.reply import Chatbot
-from chatbot.tokenizer import EOS_token
+from chatbot.tokenizers import EOS_token
+from tests.chatbot.server import free_port, start_server
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "chat_tab.png"  # rewritten only with UPDATE_SCREENSHOT=1 (it is tracked)
@@ -41,7 +42,7 @@ HOSTILE = {
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random-weight model on a 20-word vocabulary; EOS is made unlikely so replies run several words."""
-    from chatbot.vocab import Voc
+    from chatbot.tokenizers import Voc
 
     voc = Voc.from_sentences(SENTENCES)
     torch.manual_seed(0)
@@ -187,7 +188,6 @@ def test_the_tab_describes_itself_for_a_user():
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint):
     """`chatbot serve` in a child process on a free port -> (process, url)."""
-    from chatbot.app import free_port
 
     # Generous: on the shared 2-core machine under load, importing torch and Gradio took 2.5 minutes.
     # --stream-interval 0: every token is an update, so streaming is visible even with a fast tiny model.
@@ -361,7 +361,6 @@ def test_screenshot_of_the_shipped_model(page, tmp_path):
     """Chat with the shipped model in the browser; UPDATE_SCREENSHOT=1 saves it as the README's docs/chat_tab.png."""
     if not DEFAULT_CHECKPOINT.exists():
         pytest.skip(f"the shipped model {DEFAULT_CHECKPOINT} is not in this checkout")
-    from chatbot.app import free_port
 
     proc, url = start_server(["--port", str(free_port())], timeout=600)
     try:

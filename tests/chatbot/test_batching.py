@@ -13,7 +13,7 @@ from chatbot.batching import (
     num_batches,
     tensorize,
 )
-from chatbot.tokenizer import EOS_token, PAD_token, SOS_token
+from chatbot.tokenizers import EOS_token, PAD_token, SOS_token
 from tests.chatbot.tiny_data import tiny_dataset
 
 

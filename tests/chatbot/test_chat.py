@@ -11,7 +11,7 @@ import torch
 from chatbot.chat import NO_REPLY, chat_loop
 from chatbot.cli import main
 from chatbot.reply import Chatbot, DecodeSettings
-from chatbot.tokenizer import EOS_token
+from chatbot.tokenizers import EOS_token
 from tests.chatbot.tinybot import REPO_ROOT, one_thread, trained_model, write_checkpoint  # noqa: F401
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.checkpoint import atomic_write, build_model, load_checkpoint, load_model, save_checkpoint
+from chatbot.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
 from chatbot.errors import ChatbotError
+from chatbot.files import atomic_write
 from chatbot.model import ModelConfig, Seq2Seq
 from tests.chatbot.tiny_data import tiny_dataset
 

@@ -8,22 +8,27 @@ import torch
 
 from chatbot.decode import (
     NEVER_GENERATED,
-    DecoderStep,
     DecodeSettings,
-    GreedySearchDecoder,
-    InferenceSeq2Seq,
     beam_search,
     decode,
     filter_logits,
-    greedy_search,
     length_normalise,
-    sample,
     source_tensors,
 )
 from chatbot.errors import ChatbotError
 from chatbot.model import ModelConfig, Seq2Seq
-from chatbot.tokenizer import EOS_token
-from tests.chatbot.tinybot import PAIRS, one_thread, random_model, sequence_log_prob, trained_model  # noqa: F401
+from chatbot.model.fast import DecoderStep, InferenceSeq2Seq
+from chatbot.tokenizers import EOS_token
+from chatbot.tutorial import GreedySearchDecoder
+from tests.chatbot.tinybot import (  # noqa: F401
+    PAIRS,
+    greedy_search,
+    one_thread,
+    random_model,
+    sample,
+    sequence_log_prob,
+    trained_model,
+)
 
 SOURCES = [[5, 6, 7, EOS_token], [9, EOS_token], [EOS_token], [4, 4, 4, 4, 4, 4, 8, EOS_token]]
 

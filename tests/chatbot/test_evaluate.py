@@ -24,7 +24,7 @@ from chatbot.evaluate import (
 )
 from chatbot.model import Seq2Seq
 from chatbot.reply import Chatbot, DecodeSettings
-from chatbot.vocab import Voc
+from chatbot.tokenizers import Voc
 from tests.chatbot.tinybot import PAIRS, REPO_ROOT, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 
 

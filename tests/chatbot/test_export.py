@@ -10,7 +10,8 @@ from chatbot.cli import main
 from chatbot.decode import DecodeSettings
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import PROBES
-from chatbot.export import MARKER, ExportEncoder, export_model, load_exported
+from chatbot.export import MARKER, export_model, load_exported
+from chatbot.model.exported import ExportEncoder
 from chatbot.reply import Chatbot
 from tests.chatbot.tinybot import PAIRS, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from chatbot.batching import make_batch as make_train_batch
 from chatbot.model import ModelConfig, Seq2Seq, select_positions
-from chatbot.tokenizer import EOS_token, PAD_token, SOS_token
+from chatbot.tokenizers import EOS_token, PAD_token, SOS_token
 
 
 def make_batch(vocab: int, lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,8 +14,7 @@ from chatbot.cli import main
 from chatbot.errors import ChatbotError
 from chatbot.normalize import normalize_string
 from chatbot.prepare import PrepareConfig, load_prepared, prepare
-from chatbot.subword import SentencePieceTokenizer
-from chatbot.vocab import Voc
+from chatbot.tokenizers import SentencePieceTokenizer, Voc
 
 SAMPLE = Path(__file__).resolve().parents[2] / "corpus" / "sample"
 TUTORIAL_KEYS = ("pairs_read", "pairs_filtered", "words_counted", "keep_words", "pairs_trimmed")

@@ -7,7 +7,7 @@ import pytest
 import chatbot.checkpoint
 from chatbot.errors import ChatbotError
 from chatbot.reply import Chatbot, DecodeSettings, add_decode_arguments, settings_from_args, tidy
-from chatbot.tokenizer import EOS_token, UNK_token
+from chatbot.tokenizers import EOS_token, UNK_token
 from tests.chatbot.tinybot import PAIRS, make_voc, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 
 NASTY = [
@@ -148,7 +148,7 @@ def step_by_step_log_prob(model, src_ids: list[int], tokens: list[int]) -> float
     import torch
     import torch.nn.functional as F
 
-    from chatbot.tokenizer import SOS_token
+    from chatbot.tokenizers import SOS_token
 
     with torch.no_grad():
         encoder_outputs, hidden, src_mask = model.encode(torch.tensor(src_ids).unsqueeze(1), torch.tensor([len(src_ids)]))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chatbot.scoring import mmi_scores, sequence_log_probs, with_eos, words
-from chatbot.tokenizer import EOS_token
+from chatbot.tokenizers import EOS_token
 from tests.chatbot.tinybot import PAIRS, one_thread, random_model, sequence_log_prob, trained_model  # noqa: F401
 
 

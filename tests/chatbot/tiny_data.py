@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 from chatbot.prepare import PreparedDataset
-from chatbot.vocab import Voc
+from chatbot.tokenizers import Voc
 
 WORDS = [f"w{i}" for i in range(12)]
 

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 from chatbot.checkpoint import save_checkpoint
 from chatbot.model import ModelConfig, Seq2Seq
-from chatbot.tokenizer import EOS_token, PAD_token, SOS_token
-from chatbot.vocab import Voc
+from chatbot.tokenizers import EOS_token, PAD_token, SOS_token, Voc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAIRS = [
@@ -102,3 +101,20 @@ def sequence_log_prob(model: Seq2Seq, src_ids: list[int], tokens: list[int]) -> 
         logits = model(input_seq, torch.tensor([len(src_ids)]), decoder_input)  # (Tt, 1, V)
     log_probs = F.log_softmax(logits[:, 0].double(), dim=-1)
     return float(log_probs.gather(1, torch.tensor(tokens).unsqueeze(1)).sum())
+
+
+def greedy_search(
+    model, src_ids: list[int], max_length: int, min_length: int = 0, no_repeat_ngram_size: int = 0
+) -> list[int]:
+    """The likeliest next id at every step, until EOS or `max_length` ids (`decode.generate_tokens`, greedy)."""
+    from chatbot.decode import DecodeSettings, generate_tokens
+
+    settings = DecodeSettings("greedy", min_length=min_length, no_repeat_ngram_size=no_repeat_ngram_size)
+    return list(generate_tokens(model, src_ids, max_length, settings))
+
+
+def sample(model, src_ids: list[int], max_length: int, settings) -> list[int]:
+    """One reply drawn by `decode.generate_tokens` with `settings` (strategy sample)."""
+    from chatbot.decode import generate_tokens
+
+    return list(generate_tokens(model, src_ids, max_length, settings))

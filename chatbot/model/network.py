@@ -1,4 +1,4 @@
-"""The tutorial's seq2seq network: `EncoderRNN`, Luong `Attn` and `LuongAttnDecoderRNN`.
+"""The tutorial's seq2seq network for training: `EncoderRNN`, Luong `Attn`, `LuongAttnDecoderRNN`, `Seq2Seq`.
 
 Shapes follow the tutorial's time-major convention: T = time steps, B = batch, H = hidden size,
 V = vocabulary size. Tutorial bugs fixed here, each marked "fix:" where it happens:
@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from chatbot.tokenizer import PAD_token
+from chatbot.tokenizers.base import PAD_token
 
 
 @dataclass
@@ -46,6 +46,19 @@ def select_positions(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     if where.dtype == torch.bool:
         return x[where]
     return x.flatten(0, 1).index_select(0, where)
+
+
+def bridge(encoder_hidden: torch.Tensor, decoder_n_layers: int) -> torch.Tensor:
+    """The encoder's final states -> the decoder's first state: encoder_hidden (2 * L_enc, B, H), laid out
+    as nn.GRU lays out a bidirectional GRU's (layer by layer, forward then backward) -> (L_dec, B, H).
+
+    The tutorial takes encoder_hidden[:decoder.n_layers], i.e. layer 0's forward and backward states.
+    We give each decoder layer the summed directions of an encoder layer instead (the last L_dec
+    layers), matching how the encoder's outputs are summed.
+    """
+    two_layers, B, H = encoder_hidden.shape
+    per_layer = encoder_hidden.view(two_layers // 2, 2, B, H).sum(dim=1)  # (L_enc, B, H)
+    return per_layer[per_layer.size(0) - decoder_n_layers :].contiguous()  # (L_dec, B, H)
 
 
 class EncoderRNN(nn.Module):
@@ -196,18 +209,18 @@ class Seq2Seq(nn.Module):
             config.dropout,
         )
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live (what `chatbot.decode` puts its tensors on)."""
+        return self.embedding.weight.device
+
     def encode(
         self, input_seq: torch.Tensor, input_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """input_seq (Ts, B), input_lengths (B,) -> encoder_outputs (Ts, B, H),
         decoder_hidden (L_dec, B, H), src_mask (B, Ts)."""
-        encoder_outputs, encoder_hidden = self.encoder(input_seq, input_lengths)
-        # The tutorial takes encoder_hidden[:decoder.n_layers], i.e. layer 0's forward and backward
-        # states. We give each decoder layer the summed directions of an encoder layer instead,
-        # matching how the encoder's outputs are summed.
-        L, B, H = self.config.encoder_n_layers, encoder_hidden.size(1), self.config.hidden_size
-        per_layer = encoder_hidden.view(L, 2, B, H).sum(dim=1)  # (L_enc, B, H)
-        decoder_hidden = per_layer[L - self.config.decoder_n_layers :].contiguous()  # (L_dec, B, H)
+        encoder_outputs, encoder_hidden = self.encoder(input_seq, input_lengths)  # (Ts, B, H), (2L, B, H)
+        decoder_hidden = bridge(encoder_hidden, self.config.decoder_n_layers)  # (L_dec, B, H)
         src_mask = (input_seq != PAD_token).transpose(0, 1)  # (B, Ts)
         return encoder_outputs, decoder_hidden, src_mask
 

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatbot.normalize import normalize_string
-from chatbot.subword import SentencePieceTokenizer
-from chatbot.tokenizer import (
+from chatbot.tokenizers import (
     EOS_token,
     PAD_token,
+    SentencePieceTokenizer,
     SOS_token,
     Tokenizer,
     UNK_token,

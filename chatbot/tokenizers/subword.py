@@ -15,8 +15,8 @@ from typing import Any
 import sentencepiece as spm
 
 from chatbot.errors import ChatbotError
-from chatbot.tokenizer import EOS_token, PAD_token, SOS_token, UNK_token
-from chatbot.vocab import atomic_write_bytes
+from chatbot.files import atomic_write_bytes
+from chatbot.tokenizers.base import EOS_token, PAD_token, SOS_token, UNK_token
 
 FILENAME = "spm.model"
 MODEL_TYPES = ("unigram", "bpe")

@@ -12,16 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.errors import ChatbotError
-from chatbot.files import atomic_write
-from chatbot.tokenizer import EOS_token, PAD_token, SOS_token, UNK_token
+from chatbot.files import atomic_write_bytes
+from chatbot.tokenizers.base import EOS_token, PAD_token, SOS_token, UNK_token
 
 SPECIALS = {PAD_token: "PAD", SOS_token: "SOS", EOS_token: "EOS", UNK_token: "UNK"}
 FILENAME = "voc.json"
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temp file beside `path`, then rename it into place (never a half-written file)."""
-    atomic_write(path, lambda f: f.write(data))
 
 
 class Voc:

@@ -1,4 +1,4 @@
-"""The one small interface both tokenizers implement: the word `Voc` and SentencePiece subwords.
+"""The one small interface both tokenizers implement (the word `Voc` and SentencePiece subwords), and the special ids.
 
 Special-token ids are shared so a model never depends on which tokenizer made its data:
 PAD 0, SOS 1, EOS 2 as in the tutorial, plus UNK 3 (the tutorial has none, so an unknown word
@@ -38,31 +38,3 @@ class Tokenizer(Protocol):
         ...
 
     def save(self, directory: str | Path) -> None: ...
-
-
-def tokenizer_from_state(state: dict[str, Any]) -> Tokenizer:
-    """Rebuild a tokenizer from `Tokenizer.state_dict()` (as stored in checkpoints)."""
-    kind = state.get("kind")
-    if kind == "word":
-        from chatbot.vocab import Voc
-
-        return Voc.from_state_dict(state)
-    if kind == "sentencepiece":
-        from chatbot.subword import SentencePieceTokenizer
-
-        return SentencePieceTokenizer.from_state_dict(state)
-    raise ValueError(f"unknown tokenizer kind {kind!r}")
-
-
-def load_tokenizer(directory: str | Path) -> Tokenizer:
-    """Load whichever tokenizer a prepared-dataset folder holds (see `Tokenizer.save`)."""
-    directory = Path(directory)
-    if (directory / "voc.json").exists():
-        from chatbot.vocab import Voc
-
-        return Voc.load(directory)
-    if (directory / "spm.model").exists():
-        from chatbot.subword import SentencePieceTokenizer
-
-        return SentencePieceTokenizer.load(directory)
-    raise FileNotFoundError(f"no tokenizer (voc.json or spm.model) in {directory}")

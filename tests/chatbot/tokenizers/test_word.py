@@ -11,16 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatbot.errors import ChatbotError
-from chatbot.tokenizer import (
+from chatbot.tokenizers import (
     EOS_token,
     PAD_token,
     SOS_token,
     Tokenizer,
     UNK_token,
+    Voc,
     load_tokenizer,
     tokenizer_from_state,
 )
-from chatbot.vocab import Voc
 
 
 def small_voc() -> Voc:
