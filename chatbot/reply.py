@@ -123,7 +123,9 @@ class Chatbot:
         """The reply's ids (EOS included if produced)."""
         settings = settings or DecodeSettings()
         src = self.query_ids(text)
-        return decode(self.runner, src, settings.max_length or self.max_length, settings, self._scorer(text, src, settings))
+        return decode(
+            self.runner, src, settings.max_length or self.max_length, settings, self._scorer(text, src, settings)
+        )
 
     def target_ids(self, text: str) -> list[int]:
         """Normalized reply text -> target ids ending in EOS (as training's targets)."""

@@ -27,7 +27,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,15 +150,18 @@ class TrainResult:
 # --------------------------------------------------------------------------------------------
 
 
+def learning_rates(config: TrainConfig) -> tuple[float, float]:
+    """(encoder + shared embedding, decoder): the decoder's is decoder_learning_ratio times the encoder's."""
+    return config.learning_rate, config.learning_rate * config.decoder_learning_ratio
+
+
 def make_optimizer(model: Seq2Seq, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
     """Adam with two groups: encoder (+ shared embedding) at lr, decoder at lr * decoder_learning_ratio."""
     # named_parameters() lists the shared embedding once, as "embedding.weight".
     encoder = [p for n, p in model.named_parameters() if not n.startswith("decoder.")]
     decoder = [p for n, p in model.named_parameters() if n.startswith("decoder.")]
-    groups = [
-        {"params": encoder, "lr": config.learning_rate},
-        {"params": decoder, "lr": config.learning_rate * config.decoder_learning_ratio},
-    ]
+    encoder_lr, decoder_lr = learning_rates(config)
+    groups = [{"params": encoder, "lr": encoder_lr}, {"params": decoder, "lr": decoder_lr}]
     # The fused kernel updates every parameter in one pass instead of a loop of small ops.
     return torch.optim.Adam(groups, lr=config.learning_rate, fused=device.type in ("cpu", "cuda"))
 
@@ -242,7 +245,7 @@ def perplexity(loss: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Run state: checkpoints, log, plot, stop requests
+# Run state: where a run is, its checkpoints, log, plot, running sums and stop requests
 # --------------------------------------------------------------------------------------------
 
 
@@ -334,6 +337,232 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+@dataclass
+class Progress:
+    """Where a run is; last.pt records it, so a resumed run goes on exactly from there."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0  # batches of this epoch already trained on
+    best_val_loss: float = math.inf
+    val_loss: float = math.nan
+    validated_at: int | None = None  # the step of the last validation (None: not yet in this process)
+
+
+def resume(
+    state: dict[str, Any],
+    model: Seq2Seq,
+    optimizer: torch.optim.Optimizer,
+    tf_gen: torch.Generator,
+    config: TrainConfig,
+    world_size: int,
+) -> Progress:
+    """Load last.pt's weights, optimizer and random streams -> where the run stopped."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    for group, lr in zip(optimizer.param_groups, learning_rates(config), strict=True):
+        group["lr"] = lr  # a --learning-rate given on resume takes effect
+    position = state["data_position"]
+    # Same batch size and world size: exact. Otherwise start where the same pairs were consumed.
+    pairs_done = position["batch"] * position["batch_size"] * position["world_size"]
+    if world_size == 1:
+        set_rng_state(state["rng"], tf_gen)
+    return Progress(
+        step=state["step"],
+        epoch=position["epoch"],
+        batch_index=pairs_done // (config.batch_size * world_size),
+        best_val_loss=state["metrics"].get("best_val_loss", math.inf),
+        val_loss=state["metrics"].get("val_loss", math.nan),
+        validated_at=state["step"],
+    )
+
+
+def checkpoint_state(
+    model: Seq2Seq,
+    dataset: Any,
+    config: TrainConfig,
+    at: Progress,
+    resumable: tuple[torch.optim.Optimizer, torch.Generator, int] | None = None,
+) -> dict[str, Any]:
+    """A checkpoint as plain data. best.pt is for inference; last.pt also carries what resuming needs
+    (`resumable` = the optimizer, the teacher-forcing generator and the world size)."""
+    state = {
+        "model_config": model.config.to_dict(),
+        "model": model.state_dict(),
+        "tokenizer": dataset.tokenizer.state_dict(),
+        "normalize": dataset.normalize,
+        "max_length": int(dataset.max_length),
+        "train_config": asdict(config),
+        "step": at.step,
+        "epoch": at.epoch,
+        "metrics": {"val_loss": at.val_loss, "val_ppl": perplexity(at.val_loss), "best_val_loss": at.best_val_loss},
+    }
+    if resumable is not None:
+        optimizer, tf_gen, world_size = resumable
+        state["optimizer"] = optimizer.state_dict()
+        state["scheduler"] = None  # the tutorial uses a constant learning rate
+        state["rng"] = rng_state(tf_gen)
+        state["data_position"] = {
+            "epoch": at.epoch,
+            "batch": at.batch_index,
+            "batch_size": config.batch_size,
+            "world_size": world_size,
+        }
+    return state
+
+
+class RunningSums:
+    """Summed NLL and tokens since the last log record, kept on the device so a GPU never waits on .item()."""
+
+    def __init__(self, device: torch.device, step: int):
+        self.device = device
+        self.since_step = step  # the step of the last record
+        self.nll = torch.zeros((), dtype=torch.float32, device=device)
+        self.tokens, self.steps, self.start = 0, 0, time.perf_counter()
+
+    def add(self, nll: torch.Tensor, tokens: int) -> None:
+        self.nll += nll
+        self.tokens += tokens
+        self.steps += 1
+
+    def restart_clock(self) -> None:
+        """tokens/s counts training time only: call after validating or saving."""
+        self.start = time.perf_counter()
+
+    def take(self, distributed: bool, step: int) -> tuple[float, float] | None:
+        """-> (mean loss per token, tokens/s) since the last call, over all ranks, and reset; None if no step ran."""
+        if self.steps == 0:
+            return None
+        totals = torch.stack(
+            [self.nll.double(), torch.tensor(float(self.tokens), dtype=torch.float64, device=self.device)]
+        )
+        if distributed:
+            dist.all_reduce(totals)  # every rank sees a NaN anywhere, and the log covers all shards
+        nll, tokens = totals.tolist()
+        tokens_per_s = tokens / (time.perf_counter() - self.start)
+        self.nll.zero_()
+        self.tokens, self.steps, self.since_step = 0, 0, step
+        self.restart_clock()
+        return nll / max(tokens, 1), tokens_per_s
+
+
+def planned_steps(config: TrainConfig, n_pairs: int, world_size: int) -> int | None:
+    """The step the run stops at: the sooner of --max-steps and --epochs (None: neither is set)."""
+    per_epoch = num_batches(n_pairs, config.batch_size, world_size)
+    planned = [n for n in (config.max_steps, config.epochs * per_epoch) if n > 0]
+    return min(planned) if planned else None
+
+
+def train_order(examples: PairTensors, epoch: int, config: TrainConfig, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's order of the training pairs in `epoch`: shuffled, then length-bucketed if --bucket."""
+    order = epoch_order(len(examples), epoch, config.seed, rank, world_size)
+    if config.bucket > 0:
+        order = bucket_order(examples, order, config.batch_size, config.bucket, epoch, config.seed)
+    return order
+
+
+def agree(
+    n_tokens: int, stop_requested: bool, time_up: bool, world_size: int, device: torch.device
+) -> tuple[float, str | None]:
+    """The loss normalizer (the batch's tokens) and why to stop now (None: go on), agreed by all ranks.
+
+    One small collective per step under torchrun: the global token count (so the loss is the mean
+    over the combined batch) and whether any rank must stop.
+    """
+    normalizer, flags = float(n_tokens), [float(stop_requested), float(time_up)]
+    if world_size > 1:
+        shared = torch.tensor([normalizer, *flags], dtype=torch.float64, device=device)
+        dist.all_reduce(shared)
+        normalizer = shared[0].item() / world_size  # DDP averages gradients over ranks
+        flags = shared[1:].tolist()
+    return normalizer, ("interrupt" if flags[0] else "time" if flags[1] else None)
+
+
+@dataclass
+class Checkpointer:
+    """Writes a run's last.pt (everything resuming needs) and best.pt (for inference); only rank 0 writes."""
+
+    out_dir: Path
+    model: Seq2Seq
+    dataset: Any
+    config: TrainConfig
+    optimizer: torch.optim.Optimizer
+    tf_gen: torch.Generator
+    world_size: int
+    enabled: bool
+
+    def save(self, name: str, at: Progress) -> None:
+        if self.enabled:
+            resumable = (self.optimizer, self.tf_gen, self.world_size) if name == "last.pt" else None
+            save_checkpoint(self.out_dir / name, checkpoint_state(self.model, self.dataset, self.config, at, resumable))
+
+
+def log_training(sums: RunningSums, at: Progress, log: RunLog, bar: tqdm, distributed: bool) -> None:
+    """Write the training record since the last one (loss, tokens/s); stop, raising, on a NaN/inf loss,
+    before anything can be saved."""
+    since = sums.since_step
+    taken = sums.take(distributed, at.step)
+    if taken is None:
+        return
+    loss, tokens_per_s = taken
+    if not math.isfinite(loss):
+        raise ChatbotError(
+            f"loss became {loss} between steps {since + 1} and {at.step}; stopped without saving, so "
+            f"{log.path.parent / 'last.pt'} (if any) still holds the last good state"
+        )
+    log.write({"step": at.step, "epoch": at.epoch, "loss": loss, "ppl": perplexity(loss), "tokens_per_s": tokens_per_s})
+    bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(loss):.1f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+
+
+@dataclass
+class Validator:
+    """Validation loss and perplexities (per token, per word) at a step -> the log and the plot; best.pt
+    when the loss is the best so far. Always fp32, so runs with and without amp compare."""
+
+    model: Seq2Seq
+    valid: PairTensors
+    valid_words: int  # the validation replies' words + 1 EOS each: perplexity per word compares tokenizers
+    config: TrainConfig
+    log: RunLog
+    checkpoints: Checkpointer
+    start: float  # time.monotonic() at the start of the run
+    rank: int = 0
+    world_size: int = 1
+
+    def __call__(self, at: Progress) -> None:
+        at.validated_at = at.step
+        if not self.valid:
+            return
+        device, batch_size = self.model.device, self.config.eval_batch_size
+        fp32 = autocast_for(device, False)
+        at.val_loss, tokens = evaluate(self.model, self.valid, batch_size, device, fp32, self.rank, self.world_size)
+        self.log.write(
+            {
+                "step": at.step,
+                "epoch": at.epoch,
+                "pairs_seen": at.step * self.config.batch_size * self.world_size,
+                "seconds": round(time.monotonic() - self.start, 1),
+                "val_loss": at.val_loss,
+                "val_ppl": perplexity(at.val_loss),
+                "val_ppl_word": perplexity(at.val_loss * tokens / self.valid_words),
+            }
+        )
+        if at.val_loss < at.best_val_loss:
+            at.best_val_loss = at.val_loss
+            self.checkpoints.save("best.pt", at)
+        self.log.plot()
+
+
+def training_data(dataset: Any, world_size: int) -> tuple[PairTensors, PairTensors, int]:
+    """-> the training and validation pairs as padded tensors (padded once: batches are then slices), and
+    the validation replies' word count (+ 1 for EOS, an event in every tokenizer)."""
+    examples = tensorize(encode_pairs(dataset.train, dataset.tokenizer))
+    if len(examples) < world_size:
+        raise ChatbotError(f"the training split has {len(examples)} pairs; need at least {world_size}")
+    valid = tensorize(encode_pairs(dataset.valid, dataset.tokenizer))
+    return examples, valid, sum(len(r.split()) + 1 for _, r in dataset.valid)
+
+
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
@@ -349,195 +578,73 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Train on `dataset` (a PreparedDataset: train, valid, tokenizer, normalize, max_length) into `out_dir`."""
-    device = torch.device(device)
-    out_dir = Path(out_dir)
+    device, out_dir = torch.device(device), Path(out_dir)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     main_process = rank == 0
-
-    tokenizer = dataset.tokenizer
-    examples = tensorize(encode_pairs(dataset.train, tokenizer))  # padded once: batches are then slices
-    valid = tensorize(encode_pairs(dataset.valid, tokenizer))
-    if len(examples) < world_size:
-        raise ChatbotError(f"the training split has {len(examples)} pairs; need at least {world_size}")
-    model_config.vocab_size = len(tokenizer)
-
+    examples, valid, valid_words = training_data(dataset, world_size)
     torch.manual_seed(config.seed)  # the same initial weights on every rank
-    model = Seq2Seq(model_config).to(device)
+    model = Seq2Seq(replace(model_config, vocab_size=len(dataset.tokenizer))).to(device)
     optimizer = make_optimizer(model, config, device)
     tf_gen = torch.Generator().manual_seed(config.seed)
-    step, epoch, batch_index = 0, 0, 0
-    best_val_loss, val_loss = math.inf, math.nan
-    if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        for group, lr in zip(optimizer.param_groups, (1.0, config.decoder_learning_ratio), strict=True):
-            group["lr"] = config.learning_rate * lr  # a --learning-rate given on resume takes effect
-        step = resume_state["step"]
-        position = resume_state["data_position"]
-        epoch = position["epoch"]
-        # Same batch size and world size: exact. Otherwise start where the same pairs were consumed.
-        batch_index = position["batch"] * position["batch_size"] * position["world_size"]
-        batch_index //= config.batch_size * world_size
-        best_val_loss = resume_state["metrics"].get("best_val_loss", math.inf)
-        val_loss = resume_state["metrics"].get("val_loss", math.nan)
-        if world_size == 1:
-            set_rng_state(resume_state["rng"], tf_gen)
-    if world_size > 1:
+    at = Progress() if resume_state is None else resume(resume_state, model, optimizer, tf_gen, config, world_size)
+    if distributed:
         # Dropout differs per rank (as with independent workers); reseeded from the step so a
         # distributed resume is repeatable too, though only single-process resume is bit-exact.
-        torch.manual_seed(config.seed + 1_000_003 * rank + step)
+        torch.manual_seed(config.seed + 1_000_003 * rank + at.step)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     net.train()
-
     autocast = autocast_for(device, config.amp, config.cpu_amp)
-    valid_words = sum(len(r.split()) + 1 for _, r in dataset.valid)  # + 1: EOS, an event in every tokenizer
-    per_epoch = num_batches(len(examples), config.batch_size, world_size)
-    planned = [n for n in (config.max_steps, config.epochs * per_epoch) if n > 0]
-    total_steps = min(planned) if planned else None
-    budget_s = config.time_budget_minutes * 60
-    log = RunLog(out_dir, main_process, step if resume_state is not None else None)
-
-    def save(name: str, full: bool) -> None:
-        if not main_process:
-            return
-        state = {
-            "model_config": model_config.to_dict(),
-            "model": model.state_dict(),
-            "tokenizer": tokenizer.state_dict(),
-            "normalize": dataset.normalize,
-            "max_length": int(dataset.max_length),
-            "train_config": asdict(config),
-            "step": step,
-            "epoch": epoch,
-            "metrics": {"val_loss": val_loss, "val_ppl": perplexity(val_loss), "best_val_loss": best_val_loss},
-        }
-        if full:  # best.pt is for inference; only last.pt carries what resuming needs
-            state["optimizer"] = optimizer.state_dict()
-            state["scheduler"] = None  # the tutorial uses a constant learning rate
-            state["rng"] = rng_state(tf_gen)
-            state["data_position"] = {
-                "epoch": epoch,
-                "batch": batch_index,
-                "batch_size": config.batch_size,
-                "world_size": world_size,
-            }
-        save_checkpoint(out_dir / name, state)
-
-    validated_at = step if resume_state is not None else None
-
-    def validate() -> None:
-        nonlocal val_loss, best_val_loss, validated_at
-        validated_at = step
-        if not valid:
-            return
-        # Validation in fp32, whatever training runs in, so runs with and without amp compare.
-        fp32 = autocast_for(device, False)
-        val_loss, tokens = evaluate(model, valid, config.eval_batch_size, device, fp32, rank, world_size)
-        val_ppl_word = perplexity(val_loss * tokens / valid_words)  # summed NLL over words: tokenizers compare
-        pairs_seen = step * config.batch_size * world_size
-        log.write(
-            {
-                "step": step,
-                "epoch": epoch,
-                "pairs_seen": pairs_seen,
-                "seconds": round(time.monotonic() - start, 1),
-                "val_loss": val_loss,
-                "val_ppl": perplexity(val_loss),
-                "val_ppl_word": val_ppl_word,
-            }
-        )
-        if val_loss < best_val_loss:
-            best_val_loss = val_loss
-            save("best.pt", full=False)
-        log.plot()
-
-    # Running sums since the last log record, kept on the device so a GPU never waits on .item().
-    run_nll = torch.zeros((), dtype=torch.float32, device=device)
-    run_tokens, run_steps, run_start = 0, 0, time.perf_counter()
-    start = time.monotonic()
-    last_logged = step
-
-    def flush_log() -> None:
-        """Write a record; stop (raising) on a NaN/inf loss, before anything can be saved."""
-        nonlocal run_nll, run_tokens, run_steps, run_start, last_logged
-        if run_steps == 0:
-            return
-        totals = torch.stack([run_nll.double(), torch.tensor(float(run_tokens), dtype=torch.float64, device=device)])
-        if distributed:
-            dist.all_reduce(totals)  # every rank sees a NaN anywhere, and the log covers all shards
-        nll, tokens = totals.tolist()
-        if not math.isfinite(nll):
-            raise ChatbotError(
-                f"loss became {nll} between steps {last_logged + 1} and {step}; stopped without saving, so "
-                f"{out_dir / 'last.pt'} (if any) still holds the last good state"
-            )
-        elapsed = time.perf_counter() - run_start
-        loss = nll / max(tokens, 1)
-        tps = tokens / elapsed
-        log.write({"step": step, "epoch": epoch, "loss": loss, "ppl": perplexity(loss), "tokens_per_s": tps})
-        bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(loss):.1f}", tok_s=f"{tps:,.0f}", refresh=False)
-        run_nll.zero_()
-        run_tokens, run_steps, run_start, last_logged = 0, 0, time.perf_counter(), step
-
-    stopped_by = "done"
+    total_steps = planned_steps(config, len(examples), world_size)
+    log = RunLog(out_dir, main_process, at.step if resume_state is not None else None)
+    checkpoints = Checkpointer(out_dir, model, dataset, config, optimizer, tf_gen, world_size, main_process)
+    sums, start = RunningSums(device, at.step), time.monotonic()
+    deadline = start + config.time_budget_minutes * 60 if config.time_budget_minutes > 0 else math.inf
+    validate = Validator(model, valid, valid_words, config, log, checkpoints, start, rank, world_size)
+    stopped_by = None
     bar = tqdm(
-        total=total_steps, initial=step, unit="step", disable=not (progress and main_process), dynamic_ncols=True
+        total=total_steps, initial=at.step, unit="step", disable=not (progress and main_process), dynamic_ncols=True
     )
     with bar, StopRequest() as stop:
-        while stopped_by == "done" and (total_steps is None or step < total_steps):
-            order = epoch_order(len(examples), epoch, config.seed, rank, world_size)
-            if config.bucket > 0:
-                order = bucket_order(examples, order, config.batch_size, config.bucket, epoch, config.seed)
-            for batch in iterate_batches(examples, order, config.batch_size, start=batch_index):
+        while stopped_by is None and (total_steps is None or at.step < total_steps):
+            order = train_order(examples, at.epoch, config, rank, world_size)
+            for batch in iterate_batches(examples, order, config.batch_size, start=at.batch_index):
                 batch = batch.to(device)
                 teacher_forcing = bool(torch.rand((), generator=tf_gen) < config.teacher_forcing_ratio)
-                normalizer = float(batch.n_tokens)
-                time_up = budget_s > 0 and time.monotonic() - start > budget_s
-                stop_flags = [float(stop.requested), float(time_up)]
-                if distributed:
-                    # One small collective per step: the global token count (so the loss is the
-                    # mean over the combined batch) and whether any rank must stop.
-                    shared = torch.tensor([normalizer, *stop_flags], dtype=torch.float64, device=device)
-                    dist.all_reduce(shared)
-                    normalizer = shared[0].item() / world_size  # DDP averages gradients over ranks
-                    stop_flags = shared[1:].tolist()
-                if stop_flags[0] or stop_flags[1]:
-                    stopped_by = "interrupt" if stop_flags[0] else "time"
+                time_up = time.monotonic() > deadline
+                normalizer, stopped_by = agree(batch.n_tokens, stop.requested, time_up, world_size, device)
+                if stopped_by is not None:
                     break
                 nll = train_step(
                     net, batch, optimizer, config.clip, teacher_forcing, normalizer, autocast, config.label_smoothing
                 )
-                run_nll += nll
-                run_tokens += batch.n_tokens
-                run_steps += 1
-                step += 1
-                batch_index += 1
+                sums.add(nll, batch.n_tokens)
+                at.step, at.batch_index = at.step + 1, at.batch_index + 1
                 bar.update()
-                eval_due = config.eval_every > 0 and step % config.eval_every == 0
-                save_due = config.save_every > 0 and step % config.save_every == 0
-                if step % config.log_every == 0 or eval_due or save_due:
-                    flush_log()
+                eval_due = config.eval_every > 0 and at.step % config.eval_every == 0
+                save_due = config.save_every > 0 and at.step % config.save_every == 0
+                if at.step % config.log_every == 0 or eval_due or save_due:
+                    log_training(sums, at, log, bar, distributed)
                 if eval_due:
-                    validate()
+                    validate(at)
                 if save_due:
-                    save("last.pt", full=True)
+                    checkpoints.save("last.pt", at)
                 if eval_due or save_due:
-                    run_start = time.perf_counter()  # tokens/s counts training time only
-                if total_steps is not None and step >= total_steps:
+                    sums.restart_clock()
+                if total_steps is not None and at.step >= total_steps:
                     break
             else:
-                epoch, batch_index = epoch + 1, 0
-                if config.epochs and epoch >= config.epochs:
+                at.epoch, at.batch_index = at.epoch + 1, 0
+                if config.epochs and at.epoch >= config.epochs:
                     break
-        flush_log()
-        if step != validated_at:
-            validate()
-        save("last.pt", full=True)
+        log_training(sums, at, log, bar, distributed)
+        if at.step != at.validated_at:
+            validate(at)
+        checkpoints.save("last.pt", at)
         if not valid or not (out_dir / "best.pt").exists():
-            save("best.pt", full=False)  # no validation split: the last model is the best we know
+            checkpoints.save("best.pt", at)  # no validation split: the last model is the best we know
         log.plot()
-    return TrainResult(step, epoch, best_val_loss, val_loss, stopped_by)
+    return TrainResult(at.step, at.epoch, at.best_val_loss, at.val_loss, stopped_by or "done")
 
 
 # --------------------------------------------------------------------------------------------
