@@ -13,8 +13,9 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Callable
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import Any, NoReturn
 
 # name -> (module, one-line help). Order is the pipeline's order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -96,6 +97,40 @@ def int_or_none(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+
+
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    helps: dict[str, str],
+    types: dict[str, Callable[[str], Any]],
+    title: str | None = None,
+    choices: dict[str, Sequence[str]] | None = None,
+    flags: dict[str, str] | None = None,
+    only_given: bool = False,
+) -> None:
+    """One `--field-name` flag per field of the dataclass `cls` that `helps` documents, defaulted by the
+    dataclass and checked by `types[name]` (argparse `type=`); booleans get `--x/--no-x`.
+
+    `choices` limits a field's values; `flags` renames a flag (`{"fmt": "--format"}`). With `only_given`,
+    a flag not given leaves no attribute on the namespace (so `--resume` can tell "given" from "default").
+    """
+    group = parser.add_argument_group(title) if title else parser
+    defaults = cls()
+    for f in fields(cls):
+        if f.name not in helps:
+            continue
+        default = getattr(defaults, f.name)
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": helps[f.name]}
+        if only_given:
+            kwargs.update(default=argparse.SUPPRESS, help=f"{helps[f.name]} (default: {default})")
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = types[f.name]
+            if choices and f.name in choices:
+                kwargs["choices"] = list(choices[f.name])
+        group.add_argument((flags or {}).get(f.name, "--" + f.name.replace("_", "-")), **kwargs)
 
 
 def _top_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from chatbot.cli import float_in, int_in
+from chatbot.cli import add_dataclass_flags, float_in, int_in
 from chatbot.corpus import FORMATS, Pair, extract_pairs, pair_key, read_corpus, split_by_conversation
 from chatbot.errors import ChatbotError
 from chatbot.files import check_out_dir, replace_dir
@@ -87,6 +87,12 @@ CHOICES = {"fmt": ("auto", *FORMATS), "normalize": MODES, "tokenizer": TOKENIZER
 
 
 FLAG_TYPES = {
+    "fmt": str,
+    "normalize": str,
+    "tokenizer": str,
+    "sp_model_type": str,
+    "hold_out": str,
+    "exclude_queries": str,
     "max_length": int_in(2, 10_000),
     "min_count": int_in(1),
     "vocab_size": int_in(1, 10_000_000),
@@ -102,15 +108,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="a folder with the Cornell or ConvoKit files, utterances.jsonl, or a pairs file")
     parser.add_argument("--out", required=True, help="dataset folder to write (must not exist unless --force)")
     parser.add_argument("--force", action="store_true", help="replace --out if it already exists")
-    for f in fields(PrepareConfig):
-        flag = "--format" if f.name == "fmt" else "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, dest=f.name, action="store_true", help=HELP[f.name])
-        else:
-            kind = FLAG_TYPES.get(f.name, str)
-            parser.add_argument(
-                flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name), help=HELP[f.name]
-            )
+    add_dataclass_flags(parser, PrepareConfig, HELP, FLAG_TYPES, choices=CHOICES, flags={"fmt": "--format"})
 
 
 def run(args: argparse.Namespace) -> int:

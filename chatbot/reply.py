@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from chatbot.cli import float_in, int_in, int_or_none
+from chatbot.cli import add_dataclass_flags, float_in, int_in, int_or_none
 from chatbot.decode import STRATEGIES, WHOLE_REPLY, DecodeSettings, decode, decode_fields, decode_stream, rerank
 from chatbot.errors import ChatbotError
 from chatbot.model import DecodingModel, InferenceSeq2Seq
@@ -257,13 +257,8 @@ DECODE_FLAG_TYPES = {
 
 def add_decode_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
     """Add one --flag per `DecodeSettings` field (but `exclude`), defaulted and documented by the dataclass."""
-    group = parser.add_argument_group("decoding")
-    for f in decode_fields():
-        if f.name in exclude:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kwargs = {"choices": list(STRATEGIES)} if f.name == "strategy" else {}
-        group.add_argument(flag, type=DECODE_FLAG_TYPES[f.name], default=f.default, help=f.metadata["help"], **kwargs)
+    helps = {f.name: f.metadata["help"] for f in decode_fields() if f.name not in exclude}
+    add_dataclass_flags(parser, DecodeSettings, helps, DECODE_FLAG_TYPES, "decoding", {"strategy": STRATEGIES})
 
 
 def settings_from_args(args: argparse.Namespace) -> DecodeSettings:

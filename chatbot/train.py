@@ -27,7 +27,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from chatbot.batching import (
     tensorize,
 )
 from chatbot.checkpoint import load_checkpoint, save_checkpoint
-from chatbot.cli import float_in, int_in
+from chatbot.cli import add_dataclass_flags, float_in, int_in
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
 from chatbot.model import ModelConfig, Seq2Seq, select_positions
@@ -132,6 +132,7 @@ FLAG_TYPES = {
     "label_smoothing": float_in(0, 1, high_open=True),
     "bucket": int_in(0, 100_000),
 }
+CHOICES = {"attn_model": ["dot", "general", "concat"]}
 
 
 @dataclass
@@ -652,26 +653,6 @@ def train(
 # --------------------------------------------------------------------------------------------
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str], title: str) -> None:
-    """One `--field-name` flag per documented field of `cls`, defaulted (and typed) by the dataclass."""
-    group = parser.add_argument_group(title)
-    defaults = cls()
-    for f in fields(cls):
-        if f.name not in helps:
-            continue
-        default = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        # SUPPRESS: a flag not given leaves no attribute, so --resume can tell "given" from "default".
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{helps[f.name]} (default: {default})"}
-        if isinstance(default, bool):
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = FLAG_TYPES.get(f.name, type(default))
-        if f.name == "attn_model":
-            kwargs["choices"] = ["dot", "general", "concat"]
-        group.add_argument(flag, **kwargs)
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `chatbot train`."""
     parser.add_argument("data_dir", help="prepared dataset folder (written by `chatbot prepare`)")
@@ -682,8 +663,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--num-threads", type=int_in(0, 1024), default=0, help="CPU threads for torch (0 = torch's default)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (the JSONL log still runs)")
-    add_dataclass_flags(parser, ModelConfig, MODEL_HELP, "model (ignored with --resume: the checkpoint's is used)")
-    add_dataclass_flags(parser, TrainConfig, TRAIN_HELP, "training")
+    model_title = "model (ignored with --resume: the checkpoint's is used)"
+    add_dataclass_flags(parser, ModelConfig, MODEL_HELP, FLAG_TYPES, model_title, CHOICES, only_given=True)
+    add_dataclass_flags(parser, TrainConfig, TRAIN_HELP, FLAG_TYPES, "training", only_given=True)
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
