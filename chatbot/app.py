@@ -14,13 +14,12 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from chatbot.chat import NO_REPLY
-from chatbot.cli import float_in, int_in
+from chatbot.cli import add_checkpoint_flags, add_device_flag, float_in, int_in, resolve_device
 from chatbot.decode import STRATEGIES
 from chatbot.reply import Chatbot, DecodeSettings
 
@@ -57,30 +56,11 @@ STREAM_INTERVAL = 0.05
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `chatbot serve`."""
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="checkpoint to serve; None means the shipped model chatbot/pretrained/model.pt",
-    )
-    parser.add_argument(
-        "--backward",
-        type=Path,
-        default=None,
-        help="backward (reply -> query) checkpoint for rerank; the shipped model comes with one",
-    )
-    parser.add_argument(
-        "--relevance",
-        type=Path,
-        default=None,
-        help="relevance model for rerank (scripts/train_relevance.py); the shipped model comes with one",
-    )
+    add_checkpoint_flags(parser, rerank_models=True)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the tab to your network")
     parser.add_argument("--port", type=int_in(1, 65535), default=7860, help="port to bind")
     parser.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (needs internet)")
-    parser.add_argument(
-        "--device", type=device_name, default="cpu", help="torch device for the model, e.g. cpu or cuda"
-    )
+    add_device_flag(parser)
     parser.add_argument(
         "--concurrency-limit",
         type=int_in(1, 1024),
@@ -102,27 +82,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=STREAM_INTERVAL,
         help="seconds between streamed updates of a reply (0 = every token)",
     )
-
-
-def device_name(text: str) -> str:
-    """An argparse `type=`: a torch device this machine has (cuda without a GPU is refused here, not mid-start)."""
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:N, mps)") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise argparse.ArgumentTypeError(f"{text} was asked for, but torch sees no CUDA device; use cpu")
-        if device.index is not None and device.index >= count:
-            raise argparse.ArgumentTypeError(
-                f"{text}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}"
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError("mps was asked for, but this machine has no Apple GPU; use cpu")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise argparse.ArgumentTypeError(f"{text}: serve runs on cpu, cuda or mps")
-    return text
 
 
 def check_address(host: str, port: int) -> None:
@@ -306,7 +265,9 @@ def run(args: argparse.Namespace) -> None:
     # thread and 460 ms with two (the extra threads spin-wait while other requests hold the cores).
     check_address(args.host, args.port)  # before the model loads: a busy port should not cost a minute
     torch.set_num_threads(args.torch_threads)
-    bot = Chatbot.from_checkpoint(args.checkpoint, device=args.device, backward=args.backward, relevance=args.relevance)
+    bot = Chatbot.from_checkpoint(
+        args.checkpoint, device=resolve_device(args.device), backward=args.backward, relevance=args.relevance
+    )
     demo = build_demo(bot, args.concurrency_limit, args.stream_interval)
     demo.queue(max_size=args.max_queue, default_concurrency_limit=args.concurrency_limit)
     try:

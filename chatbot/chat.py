@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from chatbot.cli import add_checkpoint_flags
 from chatbot.reply import Chatbot, DecodeSettings, add_decode_arguments, settings_from_args
 
 QUIT = {"quit", "q"}
@@ -39,13 +40,13 @@ def chat_loop(
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped model)")
+    add_checkpoint_flags(parser, rerank_models=True)
     add_decode_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    bot = Chatbot.from_checkpoint(args.checkpoint)
+    bot = Chatbot.from_checkpoint(args.checkpoint, backward=args.backward, relevance=args.relevance)
     # Bytes that are not UTF-8 (a Latin-1 terminal, a pasted binary) must not end the session.
     if hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="replace")

@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, NoReturn
 
 # name -> (module, one-line help). Order is the pipeline's order.
@@ -131,6 +132,77 @@ def add_dataclass_flags(
             if choices and f.name in choices:
                 kwargs["choices"] = list(choices[f.name])
         group.add_argument((flags or {}).get(f.name, "--" + f.name.replace("_", "-")), **kwargs)
+
+
+def device_name(text: str) -> str:
+    """An argparse `type=`: "auto" or a torch device this machine has (cuda without a GPU is refused here,
+    not mid-start)."""
+    if text == "auto":
+        return text
+    import torch  # here, not at the top: `chatbot --help` must not wait for torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (auto, cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text} was asked for, but torch sees no CUDA device; use cpu")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(
+                f"{text}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError("mps was asked for, but this machine has no Apple GPU; use cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"{text}: the model runs on cpu, cuda or mps")
+    return text
+
+
+def resolve_device(name: str, local_rank: int = 0):
+    """A `--device` value -> a torch.device; "auto" is this rank's GPU when CUDA is present, else the CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(name)
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """The one `--device` flag: auto by default, checked against this machine's devices."""
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        help="torch device: auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps",
+    )
+
+
+def add_checkpoint_flags(parser: argparse.ArgumentParser, many: bool = False, rerank_models: bool = False) -> None:
+    """The one `--checkpoint` flag (given twice with `many`: several models on the same pairs) and, for the
+    rerank strategy, `--backward` and `--relevance`. None means the shipped model (and its own companions)."""
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append" if many else "store",
+        default=None,
+        help="model checkpoint (default: the shipped model, chatbot/pretrained/model.pt)"
+        + ("; give it twice to score two models on the same pairs" if many else ""),
+    )
+    if rerank_models:
+        parser.add_argument(
+            "--backward",
+            type=Path,
+            default=None,
+            help="backward (reply -> query) checkpoint for rerank (default: the shipped one, with the shipped model)",
+        )
+        parser.add_argument(
+            "--relevance",
+            type=Path,
+            default=None,
+            help="relevance model for rerank (scripts/train_relevance.py; default: the shipped one, with the shipped model)",
+        )
 
 
 def _top_parser() -> argparse.ArgumentParser:

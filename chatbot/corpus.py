@@ -239,7 +239,7 @@ def extract_pairs(corpus: ParsedCorpus) -> list[Pair]:
 
 
 def split_of(conversation: str, valid_fraction: float, test_fraction: float, seed: int) -> str:
-    """"train", "valid" or "test" for one conversation id: a function of the id and the seed alone.
+    """ "train", "valid" or "test" for one conversation id: a function of the id and the seed alone.
 
     sha256("seed:id") read as a number in [0, 1): below test_fraction is test, below
     test_fraction + valid_fraction is valid. So every dataset prepared from one corpus (any max

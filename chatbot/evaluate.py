@@ -28,7 +28,7 @@ import sacrebleu
 import torch
 from tqdm import tqdm
 
-from chatbot.cli import int_in
+from chatbot.cli import add_checkpoint_flags, int_in
 from chatbot.decode import STRATEGIES, DecodeSettings
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
@@ -307,24 +307,9 @@ def to_markdown(report: dict | list[dict]) -> str:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        action="append",
-        default=None,
-        help="model checkpoint (default: the shipped model); give it twice to score two models on the same pairs",
-    )
+    add_checkpoint_flags(parser, many=True, rerank_models=True)
     parser.add_argument(
         "--label", action="append", default=None, help="a name for each --checkpoint in the report (in order)"
-    )
-    parser.add_argument(
-        "--backward",
-        default=None,
-        help="backward (reply -> query) checkpoint for rerank (default: the shipped one with the shipped model)",
-    )
-    parser.add_argument(
-        "--relevance",
-        default=None,
-        help="relevance model for rerank (scripts/train_relevance.py; default: the shipped one with the shipped model)",
     )
     parser.add_argument(
         "--data", required=True, help="prepared dataset folder (from `chatbot prepare`) or a query<TAB>response TSV"

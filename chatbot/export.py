@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from chatbot.cli import add_checkpoint_flags
 from chatbot.errors import ChatbotError
 from chatbot.files import check_out_dir, replace_dir
 from chatbot.model.exported import ExportDecoderStep, ExportedSeq2Seq, ExportEncoder
@@ -101,7 +102,7 @@ def load_exported(folder: str | Path) -> Chatbot:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped model)")
+    add_checkpoint_flags(parser, rerank_models=True)
     parser.add_argument(
         "--out",
         default="runs/export",

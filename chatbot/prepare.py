@@ -315,7 +315,9 @@ def _exclude_queries(train: list[Pair], config: PrepareConfig, stats: dict[str, 
     prompts = {normalize_string(line.split("\t")[0], config.normalize) for line in lines if line.strip()}
     kept = [p for p in train if p.query not in prompts]
     stats["excluded_query_pairs"] = len(train) - len(kept)
-    log(f"exclude-queries: dropped {len(train) - len(kept)} training pairs whose query is one of {len(prompts)} prompts")
+    log(
+        f"exclude-queries: dropped {len(train) - len(kept)} training pairs whose query is one of {len(prompts)} prompts"
+    )
     return kept
 
 

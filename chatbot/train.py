@@ -48,7 +48,7 @@ from chatbot.batching import (
     tensorize,
 )
 from chatbot.checkpoint import load_checkpoint, save_checkpoint
-from chatbot.cli import add_dataclass_flags, float_in, int_in
+from chatbot.cli import add_dataclass_flags, add_device_flag, float_in, int_in, resolve_device
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
 from chatbot.model import ModelConfig, Seq2Seq, select_positions
@@ -658,7 +658,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", help="prepared dataset folder (written by `chatbot prepare`)")
     parser.add_argument("--out", required=True, help="run folder for last.pt, best.pt, log.jsonl and loss.png")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly from its last.pt")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    add_device_flag(parser)
     parser.add_argument(
         "--num-threads", type=int_in(0, 1024), default=0, help="CPU threads for torch (0 = torch's default)"
     )
@@ -666,16 +666,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     model_title = "model (ignored with --resume: the checkpoint's is used)"
     add_dataclass_flags(parser, ModelConfig, MODEL_HELP, FLAG_TYPES, model_title, CHOICES, only_given=True)
     add_dataclass_flags(parser, TrainConfig, TRAIN_HELP, FLAG_TYPES, "training", only_given=True)
-
-
-def pick_device(name: str, local_rank: int) -> torch.device:
-    """'auto' -> this rank's GPU when CUDA is present, else the CPU."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ChatbotError("--device cuda was asked for, but torch sees no CUDA device")
-    return device
 
 
 def configs_from_args(args: argparse.Namespace, resume_state: dict | None) -> tuple[ModelConfig, TrainConfig]:
@@ -728,7 +718,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.num_threads)
     rank, local_rank = init_distributed(args.device)
     try:
-        device = pick_device(args.device, local_rank)
+        device = resolve_device(args.device, local_rank)
         if device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 matmuls for whatever autocast leaves in fp32
         dataset = load_prepared(args.data_dir)

@@ -133,7 +133,7 @@ def test_missing_checkpoint_is_one_line(tmp_path, capsys):
         ("--port", "http", "argument --port: must be an integer in 1..65535, not 'http'"),
         ("--torch-threads", "0", "argument --torch-threads: must be an integer in 1..1024, not 0"),
         ("--stream-interval", "nan", "argument --stream-interval: must be a number in [0, 60], not nan"),
-        ("--device", "gpu", "argument --device: 'gpu' is not a torch device (cpu, cuda, cuda:N, mps)"),
+        ("--device", "gpu", "argument --device: 'gpu' is not a torch device (auto, cpu, cuda, cuda:N, mps)"),
     ],
 )
 def test_bad_flags_are_one_line_before_anything_starts(capsys, tmp_path, flag, value, message):
