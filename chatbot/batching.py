@@ -34,6 +34,7 @@ class Batch:
     # (N,) flat positions t * B + b of mask's True entries, found on the CPU: gathering with them
     # (instead of indexing with `mask`) never makes a GPU wait for the host to learn N.
     token_index: torch.Tensor
+    pairs: torch.Tensor | None = None  # (B,) CPU: which of the gathered pairs each column holds
 
     def to(self, device: str | torch.device) -> Batch:
         """Move the tensors (not `lengths`) to `device`; to a GPU from pinned memory, without waiting."""
@@ -51,6 +52,7 @@ class Batch:
             move(self.mask),
             self.n_tokens,
             move(self.token_index),
+            self.pairs,
         )
 
 
@@ -104,7 +106,7 @@ def gather_batch(pairs: PairTensors, index: torch.Tensor) -> Batch:
     decoder_input = torch.cat([torch.full((1, target.size(1)), SOS_token, dtype=torch.long), target[:-1]])
     mask = torch.arange(target.size(0)).unsqueeze(1) < target_lengths  # (Tt, B)
     token_index = mask.flatten().nonzero().squeeze(1)  # (N,)
-    return Batch(input_seq, lengths, decoder_input, target, mask, token_index.numel(), token_index)
+    return Batch(input_seq, lengths, decoder_input, target, mask, token_index.numel(), token_index, index)
 
 
 def make_batch(examples: Sequence[Example]) -> Batch:

@@ -121,6 +121,23 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
             yield lineno, line
 
 
+def tsv_pairs(path: str | Path, strict: bool = True) -> Iterator[tuple[int, tuple[str, str] | None]]:
+    """(line number, (query, response)) for each non-blank line of a `query<TAB>response` file (UTF-8,
+    .gz allowed): the one reader of pairs files, raw corpora and prepared splits alike. A line without
+    exactly one tab raises a one-line `ChatbotError`, or with `strict=False` comes as (line number, None)."""
+    path = Path(path)
+    for lineno, line in _lines(_read_text(path, "utf-8")):
+        values = line.split("\t")
+        if len(values) == 2:
+            yield lineno, (values[0], values[1])
+        elif strict:
+            raise ChatbotError(
+                f"{path}:{lineno}: expected query<TAB>response, found {len(values)} tab-separated field(s)"
+            )
+        else:
+            yield lineno, None
+
+
 # --- the three parsers ----------------------------------------------------------------------------
 
 
@@ -188,13 +205,12 @@ def read_pairs(path: str | Path) -> ParsedCorpus:
         raise ChatbotError(f"{path} is not a file")
     corpus = ParsedCorpus("pairs", path, pairs=[])
     conv, previous_response = 0, None
-    for lineno, line in _lines(_read_text(path, "utf-8")):
-        values = line.split("\t")
-        if len(values) != 2:
-            corpus.skip(path, lineno, f"expected query<TAB>response, found {len(values)} tab-separated field(s)")
+    for lineno, pair in tsv_pairs(path, strict=False):
+        if pair is None:
+            corpus.skip(path, lineno, "expected query<TAB>response, not one tab")
             previous_response = None
             continue
-        query, response = values
+        query, response = pair
         if query != previous_response:
             conv += 1
         corpus.pairs.append(Pair(query, response, f"row{conv}"))

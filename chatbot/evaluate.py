@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from chatbot.cli import add_checkpoint_flags, int_in
+from chatbot.corpus import tsv_pairs
 from chatbot.decode import STRATEGIES, DecodeSettings
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
@@ -53,11 +54,7 @@ def read_pairs(data: str | Path, split: str = "test") -> list[tuple[str, str]]:
     """Pairs from a prepared dataset folder (its `split`) or from a `query<TAB>response` TSV file."""
     data = Path(data)
     if data.is_file():
-        pairs = []
-        for line in data.read_text(encoding="utf-8").splitlines():
-            query, sep, response = line.partition("\t")
-            if sep:
-                pairs.append((query, response))
+        pairs = [pair for _, pair in tsv_pairs(data, strict=False) if pair is not None]
         if not pairs:
             raise ChatbotError(f"{data} holds no query<TAB>response lines")
         return pairs

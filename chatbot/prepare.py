@@ -30,7 +30,7 @@ from typing import Any
 from tqdm import tqdm
 
 from chatbot.cli import add_dataclass_flags, float_in, int_in
-from chatbot.corpus import FORMATS, Pair, extract_pairs, pair_key, read_corpus, split_by_conversation
+from chatbot.corpus import FORMATS, Pair, extract_pairs, pair_key, read_corpus, split_by_conversation, tsv_pairs
 from chatbot.errors import ChatbotError
 from chatbot.files import check_out_dir, replace_dir
 from chatbot.normalize import MODES, normalize_string
@@ -421,17 +421,6 @@ class PreparedDataset:
         return int(self.stats["max_length"])
 
 
-def _read_split(path: Path) -> list[tuple[str, str]]:
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            values = line.rstrip("\n").split("\t")
-            if len(values) != 2:
-                raise ChatbotError(f"{path}:{lineno}: expected query<TAB>response")
-            pairs.append((values[0], values[1]))
-    return pairs
-
-
 def load_prepared(path: str | Path) -> PreparedDataset:
     """Read a folder written by `chatbot prepare`; any problem becomes a one-line `ChatbotError`."""
     path = Path(path)
@@ -444,7 +433,7 @@ def load_prepared(path: str | Path) -> PreparedDataset:
         stats = json.loads((path / STATS_FILE).read_text(encoding="utf-8"))
         stats["normalize"], stats["max_length"]  # noqa: B018 (both must be present)
         tokenizer = load_tokenizer(path)
-        splits = {s: _read_split(path / f"{s}.tsv") for s in SPLITS}
+        splits = {s: [pair for _, pair in tsv_pairs(path / f"{s}.tsv")] for s in SPLITS}
     except ChatbotError:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:

@@ -1,8 +1,8 @@
 """Teacher-forced scores of whole replies: log p(reply | query) for many (query, reply) pairs at once.
 
-One function, `sequence_log_probs`, computes a batch of summed log-probabilities with the training
-network (`Seq2Seq.forward`, the teacher-forced fast path). Everything that scores a known reply uses
-it: perplexity (per token and per word), hits@1 of the report card, and the MMI reranking of
+One function, `batch_nll`, computes each pair's summed NLL with the training network (`Seq2Seq.forward`,
+the teacher-forced fast path). Everything that scores a known reply uses it: training's validation
+loss, the report card's perplexity (per token and per word) and hits@1 (`sequence_log_probs`), and the MMI reranking of
 `chatbot.decode`: score(T | S) = log p(T|S) + lambda log p(S|T) + gamma |T| (Li et al. 2016, "A
 Diversity-Promoting Objective Function for Neural Conversation Models", MMI-bidi), where p(S|T) is a
 backward model trained by the same code on the swapped pairs (`chatbot prepare --swap`), plus
@@ -16,34 +16,36 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from chatbot.batching import pad
-from chatbot.tokenizers import EOS_token, PAD_token, SOS_token
+from chatbot.batching import Batch, gather_batch, tensorize
+from chatbot.model import select_positions
+from chatbot.tokenizers import EOS_token
+
+
+def batch_nll(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Teacher-forced summed NLL of each pair of a (device) `Batch` -> (B,) float64, in the batch's column
+    order. The output layer runs on real target tokens only; padding never counts."""
+    logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.token_index)  # (N, V)
+    target = select_positions(batch.target, batch.token_index)  # (N,)
+    nll = F.cross_entropy(logits.float(), target, reduction="none").double()  # (N,)
+    column = batch.token_index % batch.target.size(1)  # (N,): the pair each token belongs to
+    return torch.zeros(batch.target.size(1), dtype=torch.float64, device=nll.device).index_add_(0, column, nll)
 
 
 @torch.inference_mode()
 def sequence_log_probs(
     model: torch.nn.Module, sources: Sequence[list[int]], targets: Sequence[list[int]], batch_size: int = 256
 ) -> torch.Tensor:
-    """Summed log p(target | source) per pair: ids lists (each ending in EOS) -> (N,) float64, on the CPU.
-
-    The pairs are scored in batches padded to their own longest source and target; padding never
-    counts (the encoder packs its input, attention masks pad keys, and pad targets are left out).
-    """
+    """Summed log p(target | source) per pair: ids lists (each ending in EOS) -> (N,) float64, on the CPU."""
     if len(sources) != len(targets):
         raise ValueError("sources and targets must pair up")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = torch.empty(len(sources), dtype=torch.float64)
+    pairs = tensorize(list(zip(sources, targets, strict=True)))
     for start in range(0, len(sources), batch_size):
-        src, tgt = sources[start : start + batch_size], targets[start : start + batch_size]
-        input_seq, lengths = pad(src)  # (B, Ts), (B,)
-        target, _ = pad(tgt)  # (B, Tt)
-        input_seq, target = input_seq.T.to(device), target.T.to(device)  # time-major (Ts, B), (Tt, B)
-        decoder_input = torch.cat((torch.full_like(target[:1], SOS_token), target[:-1]))  # (Tt, B)
-        logits = model(input_seq, lengths, decoder_input)  # (Tt, B, V)
-        nll = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=PAD_token, reduction="none")
-        out[start : start + len(src)] = -nll.view_as(target).sum(dim=0).double().cpu()  # (B,)
+        batch = gather_batch(pairs, torch.arange(start, min(start + batch_size, len(sources))))
+        out[batch.pairs] = -batch_nll(model, batch.to(device)).cpu()
     model.train(was_training)
     return out
 

@@ -52,6 +52,7 @@ from chatbot.cli import add_dataclass_flags, add_device_flag, float_in, int_in, 
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
 from chatbot.model import ModelConfig, Seq2Seq, select_positions
+from chatbot.scoring import batch_nll
 
 
 @dataclass
@@ -230,8 +231,7 @@ def evaluate(
     for batch in iterate_batches(examples, eval_order(examples, rank, world_size), batch_size):
         batch = batch.to(device)
         with autocast:
-            logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.token_index)
-        total[0] += masked_nll(logits, select_positions(batch.target, batch.token_index))
+            total[0] += batch_nll(model, batch).sum()
         total[1] += batch.n_tokens
     if world_size > 1:
         dist.all_reduce(total)
