@@ -235,12 +235,7 @@ def prepare(
     nonempty = [p for p in pairs if p.query and p.response]
     stats["empty_after_normalize"] = len(pairs) - len(nonempty)
     if config.dedupe:
-        seen: set[tuple[str, str]] = set()
-        deduped = []
-        for p in nonempty:  # keep the first occurrence, before the split, so no duplicate straddles two sets
-            if (p.query, p.response) not in seen:
-                seen.add((p.query, p.response))
-                deduped.append(p)
+        deduped = _dedupe(nonempty)
         stats["duplicates_removed"] = len(nonempty) - len(deduped)
         nonempty = deduped
     if config.tokenizer == "word":  # MAX_LENGTH in words before the Voc is counted, as the tutorial
@@ -262,21 +257,7 @@ def prepare(
             f"empty after {config.normalize} normalization, max length {config.max_length})"
         )
     tokenizer = _build_tokenizer(train, config)
-    splits = {"train": train, "valid": valid, "test": test}
-    if config.tokenizer == "word":  # trimRareWords on the training pairs only; valid/test keep their rare words
-        known = tokenizer.word2index
-        splits["train"] = [p for p in train if all(w in known for s in (p.query, p.response) for w in s.split())]
-    else:
-        for name, split in splits.items():
-            # Every word is at least one piece (pieces never cross a space), so pairs already too long in
-            # words are dropped before the (slower) encoding.
-            split = [p for p in split if _short(p, config.max_length)]
-            lengths = _lengths(tokenizer, [s for p in split for s in (p.query, p.response)])
-            splits[name] = [
-                p
-                for p, lq, lr in zip(split, lengths[::2], lengths[1::2], strict=True)
-                if lq < config.max_length and lr < config.max_length
-            ]
+    splits = _tokenizer_filter({"train": train, "valid": valid, "test": test}, tokenizer, config)
     if not splits["train"]:
         raise ChatbotError(
             f"every pair of {corpus.source} was filtered out (max length {config.max_length}, min count {config.min_count})"
@@ -292,6 +273,40 @@ def prepare(
         f"{config.tokenizer} tokenizer of {len(tokenizer)} ids"
     )
     return stats
+
+
+def _dedupe(pairs: list[Pair]) -> list[Pair]:
+    """The first occurrence of each (query, response); run before the split, so no duplicate straddles two sets."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for p in pairs:
+        if (p.query, p.response) not in seen:
+            seen.add((p.query, p.response))
+            kept.append(p)
+    return kept
+
+
+def _tokenizer_filter(
+    splits: dict[str, list[Pair]], tokenizer: Tokenizer, config: PrepareConfig
+) -> dict[str, list[Pair]]:
+    """Word: the tutorial's trimRareWords on the training pairs only (valid/test keep their rare words).
+    SentencePiece: MAX_LENGTH in pieces, on every split."""
+    if config.tokenizer == "word":
+        known = tokenizer.word2index
+        train = [p for p in splits["train"] if all(w in known for s in (p.query, p.response) for w in s.split())]
+        return {**splits, "train": train}
+    kept = {}
+    for name, split in splits.items():
+        # Every word is at least one piece (pieces never cross a space), so pairs already too long in
+        # words are dropped before the (slower) encoding.
+        split = [p for p in split if _short(p, config.max_length)]
+        lengths = _lengths(tokenizer, [s for p in split for s in (p.query, p.response)])
+        kept[name] = [
+            p
+            for p, lq, lr in zip(split, lengths[::2], lengths[1::2], strict=True)
+            if lq < config.max_length and lr < config.max_length
+        ]
+    return kept
 
 
 def read_hold_out(path: str | Path) -> dict[str, str]:

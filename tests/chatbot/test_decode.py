@@ -16,8 +16,7 @@ from chatbot.decode import (
     source_tensors,
 )
 from chatbot.errors import ChatbotError
-from chatbot.model import ModelConfig, Seq2Seq
-from chatbot.model.fast import DecoderStep, InferenceSeq2Seq
+from chatbot.model import InferenceSeq2Seq
 from chatbot.tokenizers import EOS_token
 from chatbot.tutorial import GreedySearchDecoder
 from tests.chatbot.tinybot import (  # noqa: F401
@@ -196,45 +195,6 @@ def test_settings_are_validated():
     ]:
         with pytest.raises(ChatbotError):
             DecodeSettings(**bad)
-
-
-@pytest.mark.parametrize("attn,layers", [("dot", 2), ("general", 1), ("concat", 3)])
-def test_decoder_step_equals_the_model_decoder(attn, layers):
-    model = random_model(30, seed=6, attn=attn, layers=layers)
-    step = DecoderStep(model.decoder)
-    src = torch.tensor([[5, 7, 9], [6, 8, 2], [2, 2, 0]])  # (Ts, K), the last one padded
-    with torch.no_grad():
-        encoder_outputs, hidden, mask = model.encode(src, torch.tensor([3, 3, 2]))
-        tokens = torch.tensor([[1, 4, 11]])
-        for _ in range(3):  # a few steps, feeding each one's hidden state to the next
-            expected = model.decoder(tokens, hidden, encoder_outputs, mask)
-            got = step(tokens, hidden, encoder_outputs, mask)
-            for e, g in zip(expected, got, strict=True):
-                torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
-            hidden, tokens = expected[1], expected[0].argmax(-1)
-
-
-def test_inference_model_decodes_like_the_model():
-    for model, sources in models_and_sources():
-        fast = InferenceSeq2Seq(model)
-        for src in sources:
-            for s in [DecodeSettings("greedy"), DecodeSettings("beam", beam_width=3), DecodeSettings("sample", seed=0)]:
-                assert decode(fast, src, 10, s) == decode(model, src, 10, s)
-
-
-@pytest.mark.parametrize("attn,layers,dec_layers", [("dot", 2, 2), ("general", 1, 1), ("concat", 3, 2)])
-def test_query_encoder_equals_the_model_encoder(attn, layers, dec_layers):
-    torch.manual_seed(8)
-    cfg = ModelConfig(vocab_size=30, hidden_size=16, encoder_n_layers=layers, decoder_n_layers=dec_layers)
-    model = Seq2Seq(cfg).eval()
-    fast = InferenceSeq2Seq(model)
-    for src in SOURCES:
-        input_seq, lengths = source_tensors(src)
-        with torch.no_grad():
-            expected = model.encode(input_seq, lengths)
-            got = fast.encode(input_seq, lengths)
-        for e, g in zip(expected, got, strict=True):
-            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
 
 
 def test_sampled_candidates_log_probs_are_the_models_own():
