@@ -28,7 +28,7 @@ EXAMPLES = ["hello", "how are you?", "where are you going?", "what is your name?
 # the cap keeps one pasted book from stalling a worker.
 MAX_MESSAGE_CHARS = 10_000
 EMPTY_MESSAGE = "Say something: type a message and press Enter."
-# Rerank, not the tutorial's greedy search: it won the report card (README, "Report card"): greedy and beam
+# Rerank, not the tutorial's greedy search: it won the report card (README, "Quality: the shipped bot"): greedy and beam
 # replies are mostly one of ten dull strings, plain samples are often off-topic, and reranking samples by
 # MMI-bidi keeps replies varied and relevant. Its sampling settings were picked on the valid split.
 DEFAULTS = DecodeSettings(strategy="rerank", temperature=0.8, top_p=0.9, candidates=8)
@@ -261,8 +261,8 @@ def run(args: argparse.Namespace) -> None:
     from chatbot.errors import ChatbotError
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home; the tab works offline
-    # Measured on the 2-core dev machine: a tutorial-size greedy reply took 87 ms of CPU with one torch
-    # thread and 460 ms with two (the extra threads spin-wait while other requests hold the cores).
+    # One torch thread by default: with more, the extra threads spin-wait while other requests hold the
+    # cores (README, "Serving under load").
     check_address(args.host, args.port)  # before the model loads: a busy port should not cost a minute
     torch.set_num_threads(args.torch_threads)
     bot = Chatbot.from_checkpoint(

@@ -60,7 +60,7 @@ class Batch:
 class PairTensors:
     """Every pair padded once, so that building a batch is indexing, not a Python loop over pairs.
 
-    A Python loop over 1,024 pairs takes 10-30 ms, longer than a GPU training step of that size should take.
+    A Python loop over a big batch's pairs takes longer than a GPU training step of that size should.
     """
 
     source: torch.Tensor  # (N, Ls) source ids, PAD 0

@@ -23,7 +23,7 @@ import torch
 
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model.network import ModelConfig, Seq2Seq
 from chatbot.tokenizers import Tokenizer, tokenizer_from_state
 
 FORMAT = "chatbot-checkpoint"

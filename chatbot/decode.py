@@ -58,7 +58,7 @@ class DecodeSettings:
     # fix: a fixed default seed gave every turn of a chat the same draw; None draws a fresh seed each reply.
     seed: int | None = field(default=None, metadata={"help": "sampling seed: same seed, same reply (default: fresh)"})
     candidates: int = field(default=8, metadata={"help": "rerank: replies sampled before picking the best"})
-    # rerank's score weights, picked on the valid split (README, "Picking rerank's settings").
+    # rerank's score weights, picked on the valid split (README, "Quality: the shipped bot").
     mmi_lambda: float = field(
         default=1.0, metadata={"help": "rerank: weight of the backward model's log p(query | reply)"}
     )

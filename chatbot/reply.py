@@ -19,7 +19,7 @@ import torch
 from chatbot.cli import add_dataclass_flags, float_in, int_in, int_or_none
 from chatbot.decode import STRATEGIES, WHOLE_REPLY, DecodeSettings, decode, decode_fields, decode_stream, rerank
 from chatbot.errors import ChatbotError
-from chatbot.model import DecodingModel, InferenceSeq2Seq
+from chatbot.model.protocol import DecodingModel
 from chatbot.normalize import normalize_string
 from chatbot.tokenizers import EOS_token, Tokenizer
 
@@ -53,7 +53,7 @@ class Chatbot:
         # training saw queries shorter than max_length, so twice that is already far out of distribution.
         self.max_input_tokens = 2 * max_length
         self.description = description or f"{tokenizer.kind} tokenizer, {len(tokenizer)} tokens"
-        self._fast: InferenceSeq2Seq | None = None
+        self._fast = None  # the InferenceSeq2Seq of `runner`, once built
 
     @property
     def runner(self) -> DecodingModel:
@@ -62,6 +62,8 @@ class Chatbot:
         scores never copies its weights) and rebuilt whenever the model's weights have changed since."""
         if not isinstance(self.model, torch.nn.Module):
             return self.model
+        from chatbot.model.fast import InferenceSeq2Seq  # here: a bot on exported programs never needs it
+
         if self._fast is None or self._fast.is_stale():
             self._fast = InferenceSeq2Seq(self.model)
         return self._fast
@@ -169,9 +171,10 @@ class Chatbot:
 
     def _scorer(self, text: str, src: list[int], settings: DecodeSettings):
         """rerank's `decode.Scorer` for the query `text` (ids `src`): the MMI-bidi score of `score`."""
-        from chatbot.scoring import sequence_log_probs, with_eos
 
         def scorer(replies: list[list[int]], known: list[float | None]) -> list[float]:
+            from chatbot.scoring import sequence_log_probs, with_eos
+
             # A reply cut at max_length has no EOS yet, so it is scored as the teacher-forced scorer
             # scores it (EOS added), like every other candidate.
             cut = [i for i, lp in enumerate(known) if lp is None]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from chatbot.batching import Batch, gather_batch, tensorize
-from chatbot.model import select_positions
+from chatbot.model.network import select_positions
 from chatbot.tokenizers import EOS_token
 
 

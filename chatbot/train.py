@@ -51,7 +51,7 @@ from chatbot.checkpoint import load_checkpoint, save_checkpoint
 from chatbot.cli import add_dataclass_flags, add_device_flag, float_in, int_in, resolve_device
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
-from chatbot.model import ModelConfig, Seq2Seq, select_positions
+from chatbot.model.network import ModelConfig, Seq2Seq, select_positions
 from chatbot.scoring import batch_nll
 
 
@@ -73,8 +73,8 @@ class TrainConfig:
     eval_batch_size: int = 256  # no gradients, so bigger batches fit and run faster
     seed: int = 0  # the tutorial sets none; a seed makes runs repeatable and resumes exact
     amp: bool = True  # bf16 autocast on CUDA
-    # bf16 autocast on a CPU with bf16 instructions: 1.5x the pairs/s at hidden 384, but 0.06 nats worse
-    # validation loss per pair seen than fp32 after 38,400 pairs (README, "bf16 on the CPU"), so off.
+    # bf16 autocast on a CPU with bf16 instructions: more pairs/s, but a worse validation loss per pair
+    # seen than fp32 (README, "Quality: the shipped bot", bf16 on the CPU), so off.
     cpu_amp: bool = False
     label_smoothing: float = 0.0  # not in the tutorial; OpenNMT-py's --label_smoothing (0 = plain NLL)
     bucket: int = 0  # not in the tutorial: sort each run of this many batches by length (0 = plain shuffle)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from chatbot.batching import make_batch
-from chatbot.model import Seq2Seq
+from chatbot.model.network import Seq2Seq
 from chatbot.tokenizers import SOS_token
 
 

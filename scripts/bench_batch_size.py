@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from chatbot.batching import encode_pairs, tensorize
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model.network import ModelConfig, Seq2Seq
 from chatbot.prepare import load_prepared
 from chatbot.train import TrainConfig, evaluate, make_optimizer
 from scripts.bench_train import parse_candidates, project_steps

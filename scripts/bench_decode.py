@@ -27,7 +27,7 @@ from chatbot.app import DEFAULTS
 from chatbot.checkpoint import DEFAULT_CHECKPOINT
 from chatbot.decode import source_tensors
 from chatbot.evaluate import PROBES
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model.network import ModelConfig, Seq2Seq
 from chatbot.normalize import normalize_string
 from chatbot.reply import Chatbot, DecodeSettings
 from chatbot.tokenizers import EOS_token, PAD_token, Voc

@@ -49,7 +49,7 @@ from chatbot.batching import (
 )
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model.network import ModelConfig, Seq2Seq
 from chatbot.prepare import load_prepared
 from chatbot.train import TrainConfig, autocast_for, evaluate, make_optimizer, train_step
 from chatbot.tutorial import tutorial_steps

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from chatbot.model.network import bridge
+from chatbot.model.shared import bridge
 from chatbot.tokenizers.base import PAD_token
 
 

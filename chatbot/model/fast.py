@@ -4,7 +4,7 @@ The same math as `chatbot.model.network` (nn.GRU's documented cell equations in 
 shared `bridge`, the model's own `Attn`), for one query at a time and without dropout, with every
 matrix stored transposed so each product is `addmm(bias, x, W^T)` on a contiguous copy. At batch 1,
 nn.Linear and nn.GRU take a matrix-vector path that is slower on a CPU than this matrix-matrix one
-(README, "Decoding speed"). Because the weights are copies, `InferenceSeq2Seq.is_stale()` tells when
+(README, "Decoding latency"). Because the weights are copies, `InferenceSeq2Seq.is_stale()` tells when
 the model has changed since (an optimizer step, `load_state_dict`); `chatbot.reply.Chatbot` then
 rebuilds it, so a reply always comes from the live weights.
 """
@@ -13,19 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from chatbot.model.network import LuongAttnDecoderRNN, Seq2Seq, bridge
+from chatbot.model.network import LuongAttnDecoderRNN, Seq2Seq
+from chatbot.model.shared import bridge, gru_cell
 from chatbot.tokenizers.base import PAD_token
-
-
-def gru_cell(gates_x: torch.Tensor, gates_h: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """nn.GRU's cell: the input's and the hidden state's projections gates_x, gates_h (..., 3H) (biases
-    included, gates in r, z, n order) and the state h (..., H) -> the next state (..., H)."""
-    x_r, x_z, x_n = gates_x.chunk(3, dim=-1)
-    h_r, h_z, h_n = gates_h.chunk(3, dim=-1)
-    r = torch.sigmoid(x_r + h_r)
-    z = torch.sigmoid(x_z + h_z)
-    n = torch.tanh(x_n + r * h_n)
-    return n + z * (h - n)  # (1 - z) * n + z * h
 
 
 def _transposed(weight: torch.Tensor) -> torch.Tensor:

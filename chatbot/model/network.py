@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from chatbot.model.shared import bridge
 from chatbot.tokenizers.base import PAD_token
 
 
@@ -46,19 +47,6 @@ def select_positions(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     if where.dtype == torch.bool:
         return x[where]
     return x.flatten(0, 1).index_select(0, where)
-
-
-def bridge(encoder_hidden: torch.Tensor, decoder_n_layers: int) -> torch.Tensor:
-    """The encoder's final states -> the decoder's first state: encoder_hidden (2 * L_enc, B, H), laid out
-    as nn.GRU lays out a bidirectional GRU's (layer by layer, forward then backward) -> (L_dec, B, H).
-
-    The tutorial takes encoder_hidden[:decoder.n_layers], i.e. layer 0's forward and backward states.
-    We give each decoder layer the summed directions of an encoder layer instead (the last L_dec
-    layers), matching how the encoder's outputs are summed.
-    """
-    two_layers, B, H = encoder_hidden.shape
-    per_layer = encoder_hidden.view(two_layers // 2, 2, B, H).sum(dim=1)  # (L_enc, B, H)
-    return per_layer[per_layer.size(0) - decoder_n_layers :].contiguous()  # (L_dec, B, H)
 
 
 class EncoderRNN(nn.Module):

@@ -16,7 +16,7 @@ import torch
 
 from chatbot.app import EMPTY_MESSAGE, STRATEGIES, make_respond, message_text, settings_from_inputs
 from chatbot.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model.network import ModelConfig, Seq2Seq
 from chatbot.reply import Chatbot
 from chatbot.tokenizers import EOS_token
 from tests.chatbot.server import free_port, start_server

@@ -9,7 +9,7 @@ import torch
 from chatbot.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
 from chatbot.errors import ChatbotError
 from chatbot.files import atomic_write
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model.network import ModelConfig, Seq2Seq
 from tests.chatbot.tiny_data import tiny_dataset
 
 

@@ -16,7 +16,7 @@ from chatbot.decode import (
     source_tensors,
 )
 from chatbot.errors import ChatbotError
-from chatbot.model import InferenceSeq2Seq
+from chatbot.model.fast import InferenceSeq2Seq
 from chatbot.tokenizers import EOS_token
 from chatbot.tutorial import GreedySearchDecoder
 from tests.chatbot.tinybot import (  # noqa: F401

@@ -22,7 +22,7 @@ from chatbot.evaluate import (
     to_markdown,
     top10_share,
 )
-from chatbot.model import Seq2Seq
+from chatbot.model.network import Seq2Seq
 from chatbot.reply import Chatbot, DecodeSettings
 from chatbot.tokenizers import Voc
 from tests.chatbot.tinybot import PAIRS, REPO_ROOT, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401

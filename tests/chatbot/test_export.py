@@ -47,12 +47,14 @@ def test_exported_replies_equal_eager_on_the_probe_prompts(bots):
 @pytest.mark.slow  # a fresh interpreter: importing torch and loading the programs takes a while
 def test_loader_needs_no_model_code(bots):
     _, folder = bots
-    # A fresh interpreter that may not import chatbot.model or chatbot.checkpoint still answers.
+    # A fresh interpreter that may not import the network's code (its training and fast CPU forms) or
+    # chatbot.checkpoint still answers.
     code = (
         "import sys\n"
+        "BLOCKED = ('chatbot.model.network', 'chatbot.model.fast', 'chatbot.checkpoint')\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name in ('chatbot.model', 'chatbot.checkpoint'): raise ImportError('blocked ' + name)\n"
+        "        if name in BLOCKED: raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "from chatbot.export import load_exported\n"
         f"print(load_exported({str(folder)!r}).reply('how are you ?'))\n"

@@ -16,7 +16,7 @@ import chatbot.train as train_module
 from chatbot.checkpoint import load_checkpoint, load_model
 from chatbot.cli import main as cli_main
 from chatbot.errors import ChatbotError
-from chatbot.model import ModelConfig
+from chatbot.model.network import ModelConfig
 from chatbot.train import TrainConfig, train
 from tests.chatbot.tiny_data import tiny_dataset, write_prepared
 
@@ -252,7 +252,7 @@ def test_a_cuda_training_step_never_waits_for_the_host(cuda):
     Backward is left out of the check: it is PyTorch's own kernels (a sync there is not ours to fix).
     """
     from chatbot.batching import encode_pairs, iterate_batches, tensorize
-    from chatbot.model import Seq2Seq, select_positions
+    from chatbot.model.network import Seq2Seq, select_positions
     from chatbot.train import make_optimizer, masked_nll
 
     data = tiny_dataset()
@@ -285,7 +285,7 @@ def test_bf16_and_fp32_train_steps_agree_on_the_cpu():
     """One step from the same weights: the bf16-autocast loss is within 1% of fp32's, the gradients point the
     same way (cosine > 0.99), and the step changes the weights by nearly the same amount."""
     from chatbot.batching import encode_pairs, iterate_batches, tensorize
-    from chatbot.model import Seq2Seq, select_positions
+    from chatbot.model.network import Seq2Seq, select_positions
     from chatbot.train import autocast_for, masked_nll
 
     torch.set_num_threads(1)

@@ -6,7 +6,7 @@ import torch
 
 from chatbot import tutorial
 from chatbot.batching import encode_pairs, make_batch
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model.network import ModelConfig, Seq2Seq
 from chatbot.train import masked_nll
 from tests.chatbot.tiny_data import tiny_dataset
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from chatbot.checkpoint import save_checkpoint
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model.network import ModelConfig, Seq2Seq
 from chatbot.tokenizers import EOS_token, PAD_token, SOS_token, Voc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

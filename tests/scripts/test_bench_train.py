@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.model.network import ModelConfig, Seq2Seq
 from tests.chatbot.tiny_data import tiny_dataset, write_prepared
 from tests.chatbot.tinybot import REPO_ROOT
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from chatbot.decode import DecodeSettings, decode, source_tensors
-from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.model.fast import DecoderStep, InferenceSeq2Seq, gru_cell
+from chatbot.model.network import ModelConfig, Seq2Seq
 from chatbot.reply import Chatbot
 from tests.chatbot.test_decode import SOURCES, models_and_sources
 from tests.chatbot.tinybot import PAIRS, random_model, trained_model

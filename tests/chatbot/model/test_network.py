@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from chatbot.batching import make_batch as make_train_batch
-from chatbot.model import ModelConfig, Seq2Seq, select_positions
+from chatbot.model.network import ModelConfig, Seq2Seq, select_positions
 from chatbot.tokenizers import EOS_token, PAD_token, SOS_token
 
 
