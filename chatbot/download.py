@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import shutil
 import socket
 import stat
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -31,7 +29,7 @@ from tqdm import tqdm
 
 from chatbot.cli import float_in, int_in
 from chatbot.errors import ChatbotError
-from chatbot.files import atomic_write_bytes, sha256_file
+from chatbot.files import atomic_write_bytes, replace_dir, sha256_file
 
 CHUNK = 1 << 16
 
@@ -153,8 +151,12 @@ def _safe_member(name: str, info: zipfile.ZipInfo) -> bool:
     return not (path.is_absolute() or ".." in path.parts or ":" in name or is_link)
 
 
+MARKER = ".chatbot-download"  # written into every folder `chatbot download` unpacks; only those are replaced
+
+
 def extract_zip(zip_path: str | Path, target: str | Path) -> Path:
-    """Unpack `zip_path` into `target` via a temp folder; refuses members that would escape it."""
+    """Unpack `zip_path` into `target` (built complete in a temp folder, then swapped in: `replace_dir`);
+    refuses members that would escape it."""
     zip_path, target = Path(zip_path), Path(target)
     try:
         with zipfile.ZipFile(zip_path) as zf:
@@ -165,19 +167,14 @@ def extract_zip(zip_path: str | Path, target: str | Path) -> Path:
             broken = zf.testzip()
             if broken is not None:
                 raise zipfile.BadZipFile(f"member {broken!r} fails its CRC check")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-            try:
+
+            def unpack(tmp: Path) -> None:
                 for info in infos:
-                    if info.filename.startswith("__MACOSX/"):  # resource forks macOS adds to zips
-                        continue
-                    zf.extract(info, tmp)
-                if target.exists():
-                    shutil.rmtree(target)
-                os.replace(tmp, target)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+                    if not info.filename.startswith("__MACOSX/"):  # resource forks macOS adds to zips
+                        zf.extract(info, tmp)
+
+            # An earlier unpacking (it holds MARKER) is replaced whole; a folder we did not write is refused.
+            replace_dir(target, unpack, MARKER, [zip_path], flag="the unpack folder")
     except (zipfile.BadZipFile, EOFError) as err:
         raise ChatbotError(f"{zip_path} is not a complete zip ({err}): delete it and download it again") from err
     return target

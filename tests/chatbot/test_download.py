@@ -16,6 +16,7 @@ import pytest
 from chatbot.cli import main
 from chatbot.corpus import detect_format, extract_pairs, read_corpus
 from chatbot.download import SOURCES, download, extract_zip
+from chatbot.errors import ChatbotError
 
 SEP = " +++$+++ "
 
@@ -262,3 +263,21 @@ def test_script_form_runs_from_a_checkout(tmp_path: Path) -> None:
     argv = [sys.executable, script, "convokit", "--dir", tmp_path, "--url", "http://127.0.0.1:9/x.zip", "--no-progress"]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "by hand" in done.stderr
+
+
+def test_unpacking_replaces_only_an_earlier_unpacking(tmp_path: Path) -> None:
+    """A second unpacking replaces the first one whole; a folder of notes in its place is refused, untouched."""
+    path = tmp_path / "corpus.zip"
+    path.write_bytes(cornell_zip())
+    target = tmp_path / "unpacked"
+    extract_zip(path, target)
+    (target / "cornell movie-dialogs corpus" / "movie_lines.txt").write_text("edited")
+    extract_zip(path, target)  # its own earlier output: replaced, so the edit is gone
+    lines = (target / "cornell movie-dialogs corpus" / "movie_lines.txt").read_bytes()
+    assert lines.startswith(b"L1 +++$+++")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    with pytest.raises(ChatbotError, match="was not written by this command"):
+        extract_zip(path, notes)
+    assert [p.name for p in notes.iterdir()] == ["todo.txt"] and (notes / "todo.txt").read_text() == "keep me"
