@@ -66,10 +66,10 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
         (["bogus"], "chatbot: error: argument COMMAND: invalid choice: 'bogus' (choose from "),
     ],
 )
-def test_usage_errors_are_one_line_and_exit_2(capsys, argv, line):
+def test_usage_errors_are_one_line_and_exit_1(capsys, argv, line):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    assert exit_.value.code == 2
+    assert exit_.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith(line) and err.count("\n") == 1
 
