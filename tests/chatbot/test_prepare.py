@@ -177,6 +177,64 @@ def test_load_prepared_errors(tmp_path: Path) -> None:
         load_prepared(tmp_path / "ds")
 
 
+GARBLED = {  # name -> (file, what to write given its current JSON, what the one-line refusal must say)
+    "max_length a string": (
+        "stats.json",
+        lambda d: {**d, "max_length": "ten"},
+        "max_length ('ten'): must be an integer in 2..10000",
+    ),
+    "max_length 0": ("stats.json", lambda d: {**d, "max_length": 0}, "max_length (0): must be an integer in 2..10000"),
+    "max_length a bool": (
+        "stats.json",
+        lambda d: {**d, "max_length": True},
+        "max_length (True): must be an integer in",
+    ),
+    "unknown normalize": (
+        "stats.json",
+        lambda d: {**d, "normalize": "shout"},
+        "normalize ('shout'): must be one of tutorial, unicode",
+    ),
+    "unknown tokenizer": (
+        "stats.json",
+        lambda d: {**d, "tokenizer": "bpe"},
+        "tokenizer ('bpe'): must be one of word, sentencepiece",
+    ),
+    "stats a list": ("stats.json", lambda d: [d], "stats.json is a JSON list, not an object"),
+    "no max_length": ("stats.json", lambda d: {"normalize": "tutorial"}, "stats.json has no max_length field"),
+    "another voc's size": (
+        "stats.json",
+        lambda d: {**d, "tokenizer_size": 7},
+        "records tokenizer_size 7, but the folder's tokenizer has",
+    ),
+    "voc a list": ("voc.json", lambda d: [d], "voc.json is not a readable vocabulary"),
+    "voc without words": (
+        "voc.json",
+        lambda d: {k: v for k, v in d.items() if k != "words"},
+        "voc.json is not a readable",
+    ),
+    "voc counts not ints": ("voc.json", lambda d: {**d, "counts": ["x"] * len(d["counts"])}, "counts must be integers"),
+    "voc words repeated": ("voc.json", lambda d: {**d, "words": d["words"][:1] * len(d["words"])}, "must be distinct"),
+    "voc of another dataset": (
+        "voc.json",
+        lambda d: {**d, "words": d["words"][:-2], "counts": d["counts"][:-2]},
+        "but the folder's tokenizer has",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(GARBLED))
+def test_garbled_stats_or_voc_is_refused_at_load_in_one_line(case: str, tmp_path: Path) -> None:
+    prepare(SAMPLE, tmp_path / "ds", PrepareConfig())
+    load_prepared(tmp_path / "ds")  # the folder as written loads
+    name, garble, reason = GARBLED[case]
+    path = tmp_path / "ds" / name
+    path.write_text(json.dumps(garble(json.loads(path.read_text("utf-8")))), encoding="utf-8")
+    with pytest.raises(ChatbotError) as refusal:
+        load_prepared(tmp_path / "ds")
+    message = str(refusal.value)
+    assert reason in message and "\n" not in message and message.startswith(str(tmp_path / "ds")), message
+
+
 def test_help_lists_every_flag(capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         run_cli("--help")

@@ -157,6 +157,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "missing" in err, err
 
 
+def test_garbled_stats_json_is_refused_before_training_starts(tmp_path, capsys):
+    data_dir = write_prepared(tmp_path / "data")
+    stats = json.loads((data_dir / "stats.json").read_text())
+    (data_dir / "stats.json").write_text(json.dumps({**stats, "max_length": "ten"}))
+    assert cli_main(["train", str(data_dir), "--out", str(tmp_path / "run"), *TINY_MODEL, "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"chatbot train: error: {data_dir / 'stats.json'} has an invalid max_length ('ten'): must be an integer in "
+        f"2..10000; run `chatbot prepare` again to rebuild {data_dir}\n"
+    )
+    assert captured.out == "" and not (tmp_path / "run").exists()  # refused at load: no step, no save
+
+
 def test_first_ctrl_c_stops_after_the_step_saves_and_exits_130(tmp_path, capsys, monkeypatch):
     real_nll, calls = train_module.masked_nll, []
 
