@@ -10,7 +10,7 @@ reply's summed NLL over its words + 1 for the end of the reply, so word and subw
 compare). The tutorial's 10-prompt conversation and a fixed list of everyday prompts show the
 replies. Pairs found in a given training split (`--exclude-train`) are dropped first and counted:
 no model is scored on what it (or the model it is compared with) trained on. Written as report.json
-and report.md.
+and report.md into `--out`, which may only be new, empty, or an earlier report folder (see `chatbot.files`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ import sacrebleu
 import torch
 from tqdm import tqdm
 
-from chatbot.checkpoint import atomic_write
 from chatbot.cli import int_in
 from chatbot.decode import STRATEGIES, DecodeSettings
 from chatbot.errors import ChatbotError
+from chatbot.files import check_out_dir, replace_dir
 from chatbot.reply import Chatbot, add_decode_arguments, settings_from_args
 from chatbot.scoring import sequence_log_probs, words
 
+MARKER = ".chatbot-evaluate"  # lists what `chatbot evaluate` wrote, so a later run may replace that and nothing else
 HITS_CANDIDATES = 20  # ConvAI2's hits@1/20: the true reply and 19 others
 
 
@@ -357,8 +358,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = args.checkpoint or [None]
     labels = args.label or []
     out = Path(args.out)
-    if out.exists() and not out.is_dir():  # before minutes of decoding, not after
-        raise ChatbotError(f"--out {out} is a file; give a folder for report.json and report.md")
+    inputs = [*checkpoints, args.backward, args.relevance, args.data, *args.exclude_train]
+    check_out_dir(out, MARKER, inputs)  # before minutes of decoding, not after
     pairs = read_pairs(args.data, args.split)
     trained: set[tuple[str, str]] = set()
     for path in args.exclude_train:
@@ -378,9 +379,13 @@ def run(args: argparse.Namespace) -> int:
         report["label"] = labels[n] if n < len(labels) else _model_label(report, n)
         reports.append(report)
     data = reports[0] if len(reports) == 1 else {"models": reports}
-    atomic_write(out / "report.json", lambda f: f.write(json.dumps(data, indent=2, ensure_ascii=False).encode()))
     markdown = to_markdown(reports)
-    atomic_write(out / "report.md", lambda f: f.write(markdown.encode()))
+
+    def build(tmp: Path) -> None:
+        (tmp / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        (tmp / "report.md").write_text(markdown, encoding="utf-8")
+
+    replace_dir(out, build, MARKER, inputs)
     print(markdown)
     print(f"wrote {out / 'report.json'} and {out / 'report.md'}")
     return 0

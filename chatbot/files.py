@@ -96,12 +96,12 @@ def read_marker(folder: Path, marker: str) -> set[str] | None:
     return {*files, marker}
 
 
-def check_out_dir(out: str | Path, marker: str, inputs: Iterable[str | Path] = (), flag: str = "--out") -> Path:
-    """Refuse (one line) an `out` that replacing would lose data in; returns `out` resolved.
+def check_out_dir(out: str | Path, marker: str | None, inputs: Iterable[str | Path] = (), flag: str = "--out") -> Path:
+    """Refuse (one line) an `out` that replacing (or writing into) would lose data in; returns `out` resolved.
 
     Allowed: a missing path, an empty folder, or a previous output (holds `marker`, and no entry it does
-    not list). Never allowed: a file, a symlink, the current folder or one above it, or a folder
-    holding (or being) one of `inputs`.
+    not list; with `marker` None no folder counts as one). Never allowed: a file, a symlink, the current
+    folder or one above it, or a folder holding (or being) one of `inputs`.
     """
     given = Path(out)
     if given.is_symlink():
@@ -119,9 +119,13 @@ def check_out_dir(out: str | Path, marker: str, inputs: Iterable[str | Path] = (
     entries = {p.name for p in resolved.iterdir()}
     if not entries:
         return resolved
-    ours = read_marker(resolved, marker)
+    ours = None if marker is None else read_marker(resolved, marker)
     if ours is None:
         first = sorted(entries)[0]
+        if marker is None:
+            raise ChatbotError(
+                f"{flag} {given} already exists and is not empty (it holds {first}); choose a new folder"
+            )
         raise ChatbotError(
             f"{flag} {given} already exists and was not written by this command (it holds {first}); "
             "remove it or choose another folder"

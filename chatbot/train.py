@@ -50,6 +50,7 @@ from chatbot.batching import (
 from chatbot.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from chatbot.cli import float_in, int_in
 from chatbot.errors import ChatbotError
+from chatbot.files import check_out_dir
 from chatbot.model import ModelConfig, Seq2Seq, select_positions
 
 
@@ -647,7 +648,8 @@ def run(args: argparse.Namespace) -> int:
             resume_state = load_resume_state(out_dir, dataset.tokenizer)
         elif (out_dir / "last.pt").exists():
             raise ChatbotError(f"{out_dir} already holds a run; pass --resume to continue it, or pick another --out")
-        else:
+        else:  # a new run starts in a new or empty folder: never among notes, the dataset or another run's files
+            check_out_dir(out_dir, None, [args.data_dir])
             resume_state = None
         model_config, config = configs_from_args(args, resume_state)
         result = train(dataset, out_dir, model_config, config, device, resume_state, progress=not args.no_progress)

@@ -25,6 +25,7 @@ from chatbot.evaluate import (
 from chatbot.model import Seq2Seq
 from chatbot.reply import Chatbot, DecodeSettings
 from chatbot.vocab import Voc
+from tests.chatbot.sentinels import assert_one_line_refusal, plant_notes, snapshot
 from tests.chatbot.tinybot import PAIRS, REPO_ROOT, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 
 
@@ -205,3 +206,48 @@ def test_out_onto_a_file_is_refused_before_any_work(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "--out" in captured.err and captured.out == ""  # nothing decoded
     assert target.read_text() == "keep me"
+
+
+def test_evaluate_never_replaces_files_it_did_not_write(tmp_path, capsys):
+    """Sentinels: notes with a report.md, the folders holding the data or the checkpoint, a file, a training run."""
+    from chatbot.evaluate import MARKER
+    from tests.chatbot.tiny_data import write_prepared
+
+    model, voc = trained_model()
+    run = tmp_path / "run"  # another training's run folder
+    run.mkdir()
+    ckpt = write_checkpoint(run / "best.pt", model, voc)
+    (run / "log.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    other_run = tmp_path / "other-run"
+    write_checkpoint(other_run / "last.pt", model, voc)
+    data = tmp_path / "pairs" / "test.tsv"
+    data.parent.mkdir()
+    data.write_text("".join(f"{q}\t{r}\n" for q, r in PAIRS), encoding="utf-8")
+    dataset = write_prepared(tmp_path / "dataset")
+    notes = plant_notes(tmp_path / "notes")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_bytes(b"keep me")
+    before = snapshot(tmp_path)
+    base = ["evaluate", "--checkpoint", str(ckpt), "--strategies", "greedy", "--limit", "4"]
+    for out, data_arg, phrase in [
+        (notes, data, "already exists and was not written by this command (it holds log.jsonl)"),
+        (data.parent, data, "holds the input"),
+        (dataset, dataset, "holds the input"),
+        (run, data, "holds the input"),
+        (other_run, data, "already exists and was not written by this command (it holds last.pt)"),
+        (a_file, data, "is a file, not a folder"),
+        (tmp_path, data, "holds the input"),
+    ]:
+        code = main([*base, "--data", str(data_arg), "--out", str(out)])
+        captured = capsys.readouterr()
+        assert_one_line_refusal(code, captured.err, "evaluate", str(out), phrase)
+        assert captured.out == ""  # refused before decoding
+    assert snapshot(tmp_path) == before
+    # A new folder works, and a second report replaces the first (recognised by its marker), nothing else.
+    out = tmp_path / "reports" / "eval"
+    for limit in ("4", "3"):
+        assert main([*base[:-1], limit, "--data", str(data), "--out", str(out)]) == 0
+        assert json.loads((out / "report.json").read_text())["pairs"] == int(limit)
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "report.json", "report.md"])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["eval"]  # no temp or old folder left
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(str(out.parent))} == before

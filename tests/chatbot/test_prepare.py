@@ -16,6 +16,7 @@ from chatbot.normalize import normalize_string
 from chatbot.prepare import PrepareConfig, load_prepared, prepare
 from chatbot.subword import SentencePieceTokenizer
 from chatbot.vocab import Voc
+from tests.chatbot.sentinels import assert_one_line_refusal, plant_notes, snapshot
 
 SAMPLE = Path(__file__).resolve().parents[2] / "corpus" / "sample"
 TUTORIAL_KEYS = ("pairs_read", "pairs_filtered", "words_counted", "keep_words", "pairs_trimmed")
@@ -414,23 +415,24 @@ def test_the_first_models_held_out_pairs_and_the_probes_stay_out_of_training(sha
 
 
 def test_force_never_replaces_what_prepare_did_not_write(tmp_path: Path, capsys) -> None:
-    """--force replaces an earlier dataset folder only: not the input corpus, not a folder of notes, not a file."""
+    """With or without --force: not the input corpus, not a folder holding it, notes, a file, or a training run."""
     import shutil
 
     corpus = tmp_path / "corpus"
     shutil.copytree(SAMPLE, corpus)
-    before = sorted(p.name for p in corpus.iterdir())
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    (notes / "todo.txt").write_text("keep me")
+    notes = plant_notes(tmp_path / "notes")
     a_file = tmp_path / "file.txt"
     a_file.write_text("keep me too")
-    for out in (corpus, notes, a_file, tmp_path):
-        assert run_cli(corpus, "--out", out, "--force") == 1
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "--out" in err, err
-    assert sorted(p.name for p in corpus.iterdir()) == before
-    assert (notes / "todo.txt").read_text() == "keep me" and a_file.read_text() == "keep me too"
+    run = tmp_path / "run"  # another command's output: a training run
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"PK\x03\x04 weights")
+    (run / "log.jsonl").write_text('{"step": 1}\n')
+    before = snapshot(tmp_path)
+    for out in (corpus, notes, a_file, tmp_path, run):
+        for force in (["--force"], []):
+            code = run_cli(corpus, "--out", out, *force)
+            assert_one_line_refusal(code, capsys.readouterr().err, "prepare", str(out))
+    assert snapshot(tmp_path) == before
     assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
     # An earlier dataset folder is replaced (atomically), and the replacement is complete.
     out = tmp_path / "ds"

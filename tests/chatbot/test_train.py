@@ -18,6 +18,7 @@ from chatbot.cli import main as cli_main
 from chatbot.errors import ChatbotError
 from chatbot.model import ModelConfig
 from chatbot.train import TrainConfig, train
+from tests.chatbot.sentinels import assert_one_line_refusal, plant_notes, snapshot
 from tests.chatbot.tiny_data import tiny_dataset, write_prepared
 
 REPO = Path(__file__).resolve().parents[2]
@@ -342,3 +343,34 @@ def test_bucketed_training_learns_and_logs_per_word_perplexity(tmp_path):
     assert val[-1]["val_loss"] < val[0]["val_loss"]
     for r in val:  # a word tokenizer: perplexity per word equals perplexity per token
         assert r["val_ppl_word"] == pytest.approx(r["val_ppl"]) and r["pairs_seen"] == r["step"] * 8
+
+
+def test_train_never_writes_among_files_it_did_not_write(tmp_path, capsys):
+    """Sentinels: a folder of notes, the dataset, a folder holding it, a file, another run: each refused untouched."""
+    data_dir = write_prepared(tmp_path / "data")
+    quick = [*TINY_MODEL, "--max-steps", "2", "--eval-every", "0", "--no-progress"]
+    other_run = tmp_path / "other-run"
+    assert cli_main(["train", str(data_dir), "--out", str(other_run), *quick]) == 0
+    assert {"last.pt", "best.pt", "log.jsonl", "loss.png"} <= {p.name for p in other_run.iterdir()}
+    notes = plant_notes(tmp_path / "notes")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_bytes(b"keep me")
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    for out, phrase in [
+        (notes, "already exists and is not empty"),
+        (data_dir, "holds the input"),
+        (tmp_path, "holds the input"),
+        (a_file, "is a file, not a folder"),
+        (other_run, "already holds a run; pass --resume"),
+    ]:
+        code = cli_main(["train", str(data_dir), "--out", str(out), *quick])
+        captured = capsys.readouterr()
+        assert_one_line_refusal(code, captured.err, "train", str(out), phrase)
+        assert captured.out == ""  # refused before any step
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes", "notes.txt", "other-run"]
+    # An empty folder is a new run's folder.
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["train", str(data_dir), "--out", str(tmp_path / "empty"), *quick]) == 0
+    assert load_checkpoint(tmp_path / "empty" / "last.pt")["step"] == 2
