@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as err:
         print(f"{prog}: error: {expected_failure(err)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C in the second or two of importing torch
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
     parser = OneLineErrorParser(prog=prog, description=help_, formatter_class=DefaultsOnceFormatter)
     module.configure_parser(parser)
     args = parser.parse_args(rest)

@@ -32,14 +32,25 @@ def normal_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
-def remove_stale_temps(path: str | Path, older_than: float = STALE_SECONDS) -> list[Path]:
-    """Delete leftovers `.NAME.XXXXXXXX.tmp` of interrupted `atomic_write(path)` calls -> the removed paths.
+def _newest_mtime(path: str) -> float:
+    """The latest mtime of a folder and everything in it (a build in progress keeps touching some file)."""
+    newest = os.stat(path, follow_symlinks=False).st_mtime
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            newest = max(newest, os.stat(os.path.join(folder, name), follow_symlinks=False).st_mtime)
+    return newest
 
-    Only names `tempfile.mkstemp` makes for exactly this file, and only ones untouched for `older_than`
-    seconds (a write in progress keeps its file's mtime fresh).
+
+def remove_stale_temps(path: str | Path, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Delete leftovers of interrupted writes of `path` -> the removed paths: `.NAME.XXXXXXXX.tmp` files of
+    `atomic_write(path)`, and `.NAME.XXXXXXXX.tmp` / `.old` folders of `replace_dir(path)` (a SIGKILL or
+    SIGTERM gives no chance to clean up, so the next write of the same path does).
+
+    Only names `tempfile.mkstemp`/`mkdtemp` make for exactly this path, and only ones untouched for
+    `older_than` seconds (a write in progress keeps its file's mtime fresh).
     """
     path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.(tmp|old)")
     removed = []
     try:
         entries = list(os.scandir(path.parent))
@@ -47,12 +58,18 @@ def remove_stale_temps(path: str | Path, older_than: float = STALE_SECONDS) -> l
         return removed
     now = time.time()
     for entry in entries:
-        if not pattern.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+        match = pattern.fullmatch(entry.name)
+        if match is None:
             continue
         try:
-            if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
+            if entry.is_dir(follow_symlinks=False):
+                if now - _newest_mtime(entry.path) > older_than:
+                    shutil.rmtree(entry.path)
+                    removed.append(Path(entry.path))
+            elif match[1] == "tmp" and entry.is_file(follow_symlinks=False):
+                if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
         except OSError:
             continue  # gone already, or not ours to remove
     return removed
@@ -153,6 +170,7 @@ def replace_dir(
     check_out_dir(out, marker, inputs, flag)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     old: Path | None = None
     try:

@@ -86,3 +86,15 @@ def test_help_gives_each_default_once(capsys, name):
     for entry in entries:
         assert entry.count("(default") <= 1, entry
         assert "(default: None)" not in entry, entry
+
+
+def test_ctrl_c_while_importing_the_command_is_one_line_too(monkeypatch, capsys):
+    """Ctrl-C in the second or two `import torch` takes: no traceback from deep inside torch."""
+    import importlib
+
+    def interrupted_import(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", interrupted_import)
+    assert main(["train", "data", "--out", "run"]) == 130
+    assert capsys.readouterr().err == "chatbot train: interrupted\n"

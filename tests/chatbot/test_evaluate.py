@@ -26,7 +26,7 @@ from chatbot.model import Seq2Seq
 from chatbot.reply import Chatbot, DecodeSettings
 from chatbot.vocab import Voc
 from tests.chatbot.sentinels import assert_one_line_refusal, plant_notes, snapshot
-from tests.chatbot.tinybot import PAIRS, REPO_ROOT, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
+from tests.chatbot.tinybot import PAIRS, REPO_ROOT, make_voc, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 
 
 def test_distinct_and_top10_share_by_hand():
@@ -251,3 +251,43 @@ def test_evaluate_never_replaces_files_it_did_not_write(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "report.json", "report.md"])
     assert sorted(p.name for p in out.parent.iterdir()) == ["eval"]  # no temp or old folder left
     assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(str(out.parent))} == before
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_mid_decoding_stops_evaluate_at_once_and_writes_nothing(tmp_path, sig):
+    """A real process: the signal arrives while replies are being decoded; it ends within seconds, and --out
+    (the report folder) is never created, nor any temp folder beside it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    voc = make_voc()
+    ckpt = write_checkpoint(tmp_path / "m.pt", random_model(len(voc), hidden=32), voc)
+    data = tmp_path / "test.tsv"
+    data.write_text("".join(f"{q}\t{r}\n" for q, r in PAIRS * 500), encoding="utf-8")  # minutes of decoding
+    code = (
+        "import sys, torch; torch.set_num_threads(1)\n"
+        "from chatbot.cli import main; from chatbot.reply import Chatbot\n"
+        "real = Chatbot.reply_ids\n"
+        "def reply_ids(self, *a, **k):\n"
+        "    print('decoding', flush=True); Chatbot.reply_ids = real; return real(self, *a, **k)\n"
+        "Chatbot.reply_ids = reply_ids\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "report")]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout.readline() == b"decoding\n"
+    proc.send_signal(getattr(signal, sig))
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - start < 10
+    if sig == "SIGINT":
+        assert proc.returncode == 130 and err.decode().splitlines()[-1] == "chatbot evaluate: interrupted"
+        assert "Traceback" not in err.decode()
+    else:  # the default action: ended by the signal itself
+        assert proc.returncode == -signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "test.tsv"]

@@ -374,3 +374,32 @@ def test_train_never_writes_among_files_it_did_not_write(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli_main(["train", str(data_dir), "--out", str(tmp_path / "empty"), *quick]) == 0
     assert load_checkpoint(tmp_path / "empty" / "last.pt")["step"] == 2
+
+
+@pytest.mark.parametrize("signals", [1, 2], ids=["one SIGTERM", "two SIGTERMs"])
+def test_sigterm_during_validation_stops_promptly(tmp_path, capsys, monkeypatch, signals):
+    """One SIGTERM mid-validation: the validation ends, last.pt is saved at that step, exit 130. A second one
+    aborts the validation at once (exit 130, no checkpoint, no temp file left)."""
+    real_evaluate, calls = train_module.evaluate, []
+
+    def evaluate_with_sigterm(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the validation at step 4 (the first is at step 2)
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", evaluate_with_sigterm)
+    data_dir = write_prepared(tmp_path / "data")
+    run = tmp_path / "run"
+    args = ["train", str(data_dir), "--out", str(run), *TINY_MODEL, "--eval-every", "2", "--max-steps", "1000"]
+    start = time.monotonic()
+    assert cli_main([*args, "--save-every", "0", "--log-every", "1", "--no-progress"]) == 130
+    assert time.monotonic() - start < 60
+    captured = capsys.readouterr()
+    if signals == 1:
+        assert "interrupted at step 4" in captured.out
+        assert load_checkpoint(run / "last.pt")["step"] == 4 and max(records(run, "val_loss")) == 4
+    else:
+        assert captured.err == "chatbot train: interrupted\n" and not (run / "last.pt").exists()
+        assert max(records(run)) == 4 and not [p for p in run.iterdir() if p.name.endswith(".tmp")]
