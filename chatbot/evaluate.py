@@ -349,7 +349,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--limit", type=int_in(1), default=None, help="score only the first N pairs (after --exclude-train)"
     )
     parser.add_argument("--out", default="runs/evaluate", help="folder for report.json and report.md")
-    parser.add_argument("--bleu-tokenize", default="13a", help="sacrebleu tokenizer (13a; char or zh for Chinese)")
+    parser.add_argument(
+        "--bleu-tokenize",
+        default="13a",
+        choices=list(sacrebleu.BLEU.TOKENIZERS),
+        metavar="NAME",
+        help=f"sacrebleu tokenizer: {', '.join(sacrebleu.BLEU.TOKENIZERS)} (13a; char or zh for Chinese)",
+    )
     add_decode_arguments(parser, exclude=("strategy",))
     parser.set_defaults(seed=0)  # a report card is repeatable: sampling seeds 0, 1, 2, ... per pair
 

@@ -583,7 +583,10 @@ def pick_device(name: str, local_rank: int) -> torch.device:
     """'auto' -> this rank's GPU when CUDA is present, else the CPU."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ChatbotError(f"--device {name!r} is not a torch device (auto, cpu, cuda, cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ChatbotError("--device cuda was asked for, but torch sees no CUDA device")
     return device
@@ -594,6 +597,11 @@ def configs_from_args(args: argparse.Namespace, resume_state: dict | None) -> tu
     given = vars(args)
     if resume_state is None:
         model_config = ModelConfig(**{k: given[k] for k in MODEL_HELP if k in given})
+        if model_config.decoder_n_layers > model_config.encoder_n_layers:  # the decoder starts from their state
+            raise ChatbotError(
+                f"--decoder-n-layers ({model_config.decoder_n_layers}) must not exceed --encoder-n-layers "
+                f"({model_config.encoder_n_layers}): the decoder's initial state is the encoder's last layers"
+            )
         train_config = TrainConfig()
     else:
         model_config = ModelConfig.from_dict(resume_state["model_config"])

@@ -291,3 +291,11 @@ def test_a_signal_mid_decoding_stops_evaluate_at_once_and_writes_nothing(tmp_pat
     else:  # the default action: ended by the signal itself
         assert proc.returncode == -signal.SIGTERM
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "test.tsv"]
+
+
+def test_unknown_bleu_tokenizer_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--data", "x.tsv", "--bleu-tokenize", "foo", "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("chatbot evaluate: error: argument --bleu-tokenize: invalid choice")

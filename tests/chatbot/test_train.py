@@ -403,3 +403,21 @@ def test_sigterm_during_validation_stops_promptly(tmp_path, capsys, monkeypatch,
     else:
         assert captured.err == "chatbot train: interrupted\n" and not (run / "last.pt").exists()
         assert max(records(run)) == 4 and not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "flags, line",
+    [
+        (
+            ["--decoder-n-layers", "3"],
+            "--decoder-n-layers (3) must not exceed --encoder-n-layers (2): the decoder's initial state is the "
+            "encoder's last layers",
+        ),
+        (["--device", "nonsense"], "--device 'nonsense' is not a torch device (auto, cpu, cuda, cuda:N)"),
+    ],
+)
+def test_flags_checked_after_parsing_are_one_line_before_any_work(tmp_path, capsys, flags, line):
+    data_dir = write_prepared(tmp_path / "data")
+    assert cli_main(["train", str(data_dir), "--out", str(tmp_path / "run"), *flags]) == 1
+    assert capsys.readouterr().err == f"chatbot train: error: {line}\n"
+    assert not (tmp_path / "run").exists()
