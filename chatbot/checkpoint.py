@@ -113,14 +113,11 @@ def _is_number(value: Any, kind: type) -> bool:
 
 def check_fields(state: dict[str, Any]) -> str | None:
     """The first invalid field of a loaded checkpoint, as "field (value): the rule", or None if all are valid."""
-    from chatbot.normalize import MODES
+    from chatbot.prepare import check_text_fields  # the same rules as a prepared dataset's stats.json
 
-    if "normalize" in state and state["normalize"] not in MODES:
-        return f"normalize ({state['normalize']!r}): must be one of {', '.join(MODES)}"
-    if "max_length" in state:
-        value = state["max_length"]
-        if not _is_number(value, int) or value < 2:
-            return f"max_length ({value!r}): must be an integer >= 2"
+    problem = check_text_fields(state)
+    if problem:
+        return problem
     config = state.get("model_config")
     if not isinstance(config, dict):
         return f"model_config ({type(config).__name__}): must be a dict of the model's shape"

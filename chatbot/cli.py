@@ -31,10 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line, `chatbot CMD: error: ...`, like every other error."""
+    """An ArgumentParser whose usage errors are one line, `chatbot CMD: error: ...`, and exit 1 like every other
+    error (argparse's own status is 2)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(1, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
         _top_parser().parse_args(argv[:1] or ["--help"])  # prints help or a usage error and exits
-        return 2
+        return 1
     name, rest = argv[0], argv[1:]
     module_name, help_ = COMMANDS[name]
     prog = f"chatbot {name}"
@@ -257,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as err:
         print(f"{prog}: error: {expected_failure(err)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C in the second or two of importing torch
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
     parser = OneLineErrorParser(prog=prog, description=help_, formatter_class=DefaultsOnceFormatter)
     module.configure_parser(parser)
     args = parser.parse_args(rest)

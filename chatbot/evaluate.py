@@ -10,7 +10,7 @@ reply's summed NLL over its words + 1 for the end of the reply, so word and subw
 compare). The tutorial's 10-prompt conversation and a fixed list of everyday prompts show the
 replies. Pairs found in a given training split (`--exclude-train`) are dropped first and counted:
 no model is scored on what it (or the model it is compared with) trained on. Written as report.json
-and report.md.
+and report.md into `--out`, which may only be new, empty, or an earlier report folder (see `chatbot.files`).
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from chatbot.cli import add_checkpoint_flags, int_in
 from chatbot.corpus import tsv_pairs
 from chatbot.decode import STRATEGIES, DecodeSettings
 from chatbot.errors import ChatbotError
-from chatbot.files import atomic_write
+from chatbot.files import check_out_dir, replace_dir
 from chatbot.reply import Chatbot, add_decode_arguments, settings_from_args
 from chatbot.scoring import sequence_log_probs, words
 
+MARKER = ".chatbot-evaluate"  # lists what `chatbot evaluate` wrote, so a later run may replace that and nothing else
 HITS_CANDIDATES = 20  # ConvAI2's hits@1/20: the true reply and 19 others
 
 
@@ -330,7 +331,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--limit", type=int_in(1), default=None, help="score only the first N pairs (after --exclude-train)"
     )
     parser.add_argument("--out", default="runs/evaluate", help="folder for report.json and report.md")
-    parser.add_argument("--bleu-tokenize", default="13a", help="sacrebleu tokenizer (13a; char or zh for Chinese)")
+    parser.add_argument(
+        "--bleu-tokenize",
+        default="13a",
+        choices=list(sacrebleu.BLEU.TOKENIZERS),
+        metavar="NAME",
+        help=f"sacrebleu tokenizer: {', '.join(sacrebleu.BLEU.TOKENIZERS)} (13a; char or zh for Chinese)",
+    )
     add_decode_arguments(parser, exclude=("strategy",))
     parser.set_defaults(seed=0)  # a report card is repeatable: sampling seeds 0, 1, 2, ... per pair
 
@@ -339,8 +346,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = args.checkpoint or [None]
     labels = args.label or []
     out = Path(args.out)
-    if out.exists() and not out.is_dir():  # before minutes of decoding, not after
-        raise ChatbotError(f"--out {out} is a file; give a folder for report.json and report.md")
+    inputs = [*checkpoints, args.backward, args.relevance, args.data, *args.exclude_train]
+    check_out_dir(out, MARKER, inputs)  # before minutes of decoding, not after
     pairs = read_pairs(args.data, args.split)
     trained: set[tuple[str, str]] = set()
     for path in args.exclude_train:
@@ -360,9 +367,13 @@ def run(args: argparse.Namespace) -> int:
         report["label"] = labels[n] if n < len(labels) else _model_label(report, n)
         reports.append(report)
     data = reports[0] if len(reports) == 1 else {"models": reports}
-    atomic_write(out / "report.json", lambda f: f.write(json.dumps(data, indent=2, ensure_ascii=False).encode()))
     markdown = to_markdown(reports)
-    atomic_write(out / "report.md", lambda f: f.write(markdown.encode()))
+
+    def build(tmp: Path) -> None:
+        (tmp / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        (tmp / "report.md").write_text(markdown, encoding="utf-8")
+
+    replace_dir(out, build, MARKER, inputs)
     print(markdown)
     print(f"wrote {out / 'report.json'} and {out / 'report.md'}")
     return 0

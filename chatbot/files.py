@@ -35,14 +35,25 @@ def normal_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
-def remove_stale_temps(path: str | Path, older_than: float = STALE_SECONDS) -> list[Path]:
-    """Delete leftovers `.NAME.XXXXXXXX.tmp` of interrupted `atomic_write(path)` calls -> the removed paths.
+def _newest_mtime(path: str) -> float:
+    """The latest mtime of a folder and everything in it (a build in progress keeps touching some file)."""
+    newest = os.stat(path, follow_symlinks=False).st_mtime
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            newest = max(newest, os.stat(os.path.join(folder, name), follow_symlinks=False).st_mtime)
+    return newest
 
-    Only names `tempfile.mkstemp` makes for exactly this file, and only ones untouched for `older_than`
-    seconds (a write in progress keeps its file's mtime fresh).
+
+def remove_stale_temps(path: str | Path, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Delete leftovers of interrupted writes of `path` -> the removed paths: `.NAME.XXXXXXXX.tmp` files of
+    `atomic_write(path)`, and `.NAME.XXXXXXXX.tmp` / `.old` folders of `replace_dir(path)` (a SIGKILL or
+    SIGTERM gives no chance to clean up, so the next write of the same path does).
+
+    Only names `tempfile.mkstemp`/`mkdtemp` make for exactly this path, and only ones untouched for
+    `older_than` seconds (a write in progress keeps its file's mtime fresh).
     """
     path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.(tmp|old)")
     removed = []
     try:
         entries = list(os.scandir(path.parent))
@@ -50,12 +61,18 @@ def remove_stale_temps(path: str | Path, older_than: float = STALE_SECONDS) -> l
         return removed
     now = time.time()
     for entry in entries:
-        if not pattern.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+        match = pattern.fullmatch(entry.name)
+        if match is None:
             continue
         try:
-            if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
+            if entry.is_dir(follow_symlinks=False):
+                if now - _newest_mtime(entry.path) > older_than:
+                    shutil.rmtree(entry.path)
+                    removed.append(Path(entry.path))
+            elif match[1] == "tmp" and entry.is_file(follow_symlinks=False):
+                if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
         except OSError:
             continue  # gone already, or not ours to remove
     return removed
@@ -113,12 +130,12 @@ def read_marker(folder: Path, marker: str) -> set[str] | None:
     return {*files, marker}
 
 
-def check_out_dir(out: str | Path, marker: str, inputs: Iterable[str | Path] = (), flag: str = "--out") -> Path:
-    """Refuse (one line) an `out` that replacing would lose data in; returns `out` resolved.
+def check_out_dir(out: str | Path, marker: str | None, inputs: Iterable[str | Path] = (), flag: str = "--out") -> Path:
+    """Refuse (one line) an `out` that replacing (or writing into) would lose data in; returns `out` resolved.
 
     Allowed: a missing path, an empty folder, or a previous output (holds `marker`, and no entry it does
-    not list). Never allowed: a file, a symlink, the current folder or one above it, or a folder
-    holding (or being) one of `inputs`.
+    not list; with `marker` None no folder counts as one). Never allowed: a file, a symlink, the current
+    folder or one above it, or a folder holding (or being) one of `inputs`.
     """
     given = Path(out)
     if given.is_symlink():
@@ -136,9 +153,13 @@ def check_out_dir(out: str | Path, marker: str, inputs: Iterable[str | Path] = (
     entries = {p.name for p in resolved.iterdir()}
     if not entries:
         return resolved
-    ours = read_marker(resolved, marker)
+    ours = None if marker is None else read_marker(resolved, marker)
     if ours is None:
         first = sorted(entries)[0]
+        if marker is None:
+            raise ChatbotError(
+                f"{flag} {given} already exists and is not empty (it holds {first}); choose a new folder"
+            )
         raise ChatbotError(
             f"{flag} {given} already exists and was not written by this command (it holds {first}); "
             "remove it or choose another folder"
@@ -166,6 +187,7 @@ def replace_dir(
     check_out_dir(out, marker, inputs, flag)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     old: Path | None = None
     try:

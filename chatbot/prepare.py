@@ -40,6 +40,7 @@ SPLITS = ("train", "valid", "test")
 MARKER = ".chatbot-prepare"  # lists what `chatbot prepare` wrote, so --force may replace that and nothing else
 STATS_FILE = "stats.json"
 TOKENIZERS = ("word", "sentencepiece")
+MAX_LENGTH_RANGE = (2, 10_000)  # MAX_LENGTH of --max-length, stats.json and checkpoints
 
 
 @dataclass
@@ -93,7 +94,7 @@ FLAG_TYPES = {
     "sp_model_type": str,
     "hold_out": str,
     "exclude_queries": str,
-    "max_length": int_in(2, 10_000),
+    "max_length": int_in(*MAX_LENGTH_RANGE),
     "min_count": int_in(1),
     "vocab_size": int_in(1, 10_000_000),
     "valid_fraction": float_in(0, 1, high_open=True),
@@ -436,6 +437,40 @@ class PreparedDataset:
         return int(self.stats["max_length"])
 
 
+def check_text_fields(state: dict[str, Any]) -> str | None:
+    """The first invalid `normalize` or `max_length` of a stats.json or a checkpoint, as "field (value): the rule"."""
+    if "normalize" in state and state["normalize"] not in MODES:
+        return f"normalize ({state['normalize']!r}): must be one of {', '.join(MODES)}"
+    if "max_length" in state:
+        value, (low, high) = state["max_length"], MAX_LENGTH_RANGE
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"max_length ({value!r}): must be an integer in {low}..{high}"
+    return None
+
+
+def _check_stats(stats: Any) -> str | None:
+    """What is wrong with a loaded stats.json (the fields training and chatting rely on), or None."""
+    if not isinstance(stats, dict):
+        return f"is a JSON {type(stats).__name__}, not an object of the dataset's settings"
+    missing = [name for name in ("normalize", "max_length") if name not in stats]
+    if missing:
+        return f"has no {missing[0]} field"
+    problem = check_text_fields(stats)
+    if problem is None and stats.get("tokenizer", TOKENIZERS[0]) not in TOKENIZERS:
+        problem = f"tokenizer ({stats['tokenizer']!r}): must be one of {', '.join(TOKENIZERS)}"
+    return None if problem is None else f"has an invalid {problem}"
+
+
+def _check_tokenizer(stats: dict[str, Any], tokenizer: Tokenizer) -> str | None:
+    """Whether the loaded tokenizer is the one stats.json describes (a folder mixed from two runs is not)."""
+    if stats.get("tokenizer", tokenizer.kind) != tokenizer.kind:
+        return f"says tokenizer {stats['tokenizer']!r}, but the folder holds a {tokenizer.kind} tokenizer"
+    size = stats.get("tokenizer_size", len(tokenizer))
+    if size != len(tokenizer):
+        return f"records tokenizer_size {size!r}, but the folder's tokenizer has {len(tokenizer)} tokens"
+    return None
+
+
 def load_prepared(path: str | Path) -> PreparedDataset:
     """Read a folder written by `chatbot prepare`; any problem becomes a one-line `ChatbotError`."""
     path = Path(path)
@@ -446,8 +481,12 @@ def load_prepared(path: str | Path) -> PreparedDataset:
         raise ChatbotError(f"{path} is not a prepared dataset folder: missing {', '.join(missing)}")
     try:
         stats = json.loads((path / STATS_FILE).read_text(encoding="utf-8"))
-        stats["normalize"], stats["max_length"]  # noqa: B018 (both must be present)
-        tokenizer = load_tokenizer(path)
+        problem = _check_stats(stats)  # before the tokenizer and splits are read, and before any training
+        if problem is None:
+            tokenizer = load_tokenizer(path)
+            problem = _check_tokenizer(stats, tokenizer)
+        if problem:
+            raise ChatbotError(f"{path / STATS_FILE} {problem}; run `chatbot prepare` again to rebuild {path}")
         splits = {s: [pair for _, pair in tsv_pairs(path / f"{s}.tsv")] for s in SPLITS}
     except ChatbotError:
         raise

@@ -50,7 +50,7 @@ from chatbot.batching import (
 from chatbot.checkpoint import load_checkpoint, save_checkpoint
 from chatbot.cli import add_dataclass_flags, add_device_flag, float_in, int_in, resolve_device
 from chatbot.errors import ChatbotError
-from chatbot.files import atomic_write
+from chatbot.files import atomic_write, check_out_dir
 from chatbot.model.network import ModelConfig, Seq2Seq, select_positions
 from chatbot.scoring import batch_nll
 
@@ -673,6 +673,11 @@ def configs_from_args(args: argparse.Namespace, resume_state: dict | None) -> tu
     given = vars(args)
     if resume_state is None:
         model_config = ModelConfig(**{k: given[k] for k in MODEL_HELP if k in given})
+        if model_config.decoder_n_layers > model_config.encoder_n_layers:  # the decoder starts from their state
+            raise ChatbotError(
+                f"--decoder-n-layers ({model_config.decoder_n_layers}) must not exceed --encoder-n-layers "
+                f"({model_config.encoder_n_layers}): the decoder's initial state is the encoder's last layers"
+            )
         train_config = TrainConfig()
     else:
         model_config = ModelConfig.from_dict(resume_state["model_config"])
@@ -727,7 +732,8 @@ def run(args: argparse.Namespace) -> int:
             resume_state = load_resume_state(out_dir, dataset.tokenizer)
         elif (out_dir / "last.pt").exists():
             raise ChatbotError(f"{out_dir} already holds a run; pass --resume to continue it, or pick another --out")
-        else:
+        else:  # a new run starts in a new or empty folder: never among notes, the dataset or another run's files
+            check_out_dir(out_dir, None, [args.data_dir])
             resume_state = None
         model_config, config = configs_from_args(args, resume_state)
         result = train(dataset, out_dir, model_config, config, device, resume_state, progress=not args.no_progress)

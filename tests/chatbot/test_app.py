@@ -141,7 +141,7 @@ def test_bad_flags_are_one_line_before_anything_starts(capsys, tmp_path, flag, v
 
     with pytest.raises(SystemExit) as exit_:
         main(["serve", "--checkpoint", str(tmp_path / "none.pt"), flag, value])
-    assert exit_.value.code == 2
+    assert exit_.value.code == 1
     assert capsys.readouterr().err == f"chatbot serve: error: {message} (see `chatbot serve --help`)\n"
 
 

@@ -78,7 +78,7 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     assert err.strip().count("\n") == 0 and "checkpoint not found" in err
     with pytest.raises(SystemExit) as exit_:
         main(["chat", "--temperature", "0", "--checkpoint", str(tmp_path / "missing.pt")])
-    assert exit_.value.code == 2
+    assert exit_.value.code == 1
     assert "argument --temperature: must be a number in (0, inf], not 0" in capsys.readouterr().err
 
 

@@ -176,9 +176,9 @@ def test_flipped_byte_fails_the_crc_check(tmp_path, model):
     "field, value, message",
     [
         ("normalize", "shouting", "normalize ('shouting'): must be one of tutorial, unicode"),
-        ("max_length", 1, "max_length (1): must be an integer >= 2"),
-        ("max_length", 10.5, "max_length (10.5): must be an integer >= 2"),
-        ("max_length", True, "max_length (True): must be an integer >= 2"),
+        ("max_length", 1, "max_length (1): must be an integer in 2..10000"),
+        ("max_length", 10.5, "max_length (10.5): must be an integer in 2..10000"),
+        ("max_length", True, "max_length (True): must be an integer in 2..10000"),
         ("model_config", [1, 2], "model_config (list): must be a dict of the model's shape"),
         ("model_config.hidden_size", 0, "model_config.hidden_size (0): must be an integer in 1..65536"),
         ("model_config.vocab_size", "7826", "model_config.vocab_size ('7826'): must be an integer in 4..10000000"),

@@ -66,10 +66,10 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
         (["bogus"], "chatbot: error: argument COMMAND: invalid choice: 'bogus' (choose from "),
     ],
 )
-def test_usage_errors_are_one_line_and_exit_2(capsys, argv, line):
+def test_usage_errors_are_one_line_and_exit_1(capsys, argv, line):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    assert exit_.value.code == 2
+    assert exit_.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith(line) and err.count("\n") == 1
 
@@ -86,3 +86,15 @@ def test_help_gives_each_default_once(capsys, name):
     for entry in entries:
         assert entry.count("(default") <= 1, entry
         assert "(default: None)" not in entry, entry
+
+
+def test_ctrl_c_while_importing_the_command_is_one_line_too(monkeypatch, capsys):
+    """Ctrl-C in the second or two `import torch` takes: no traceback from deep inside torch."""
+    import importlib
+
+    def interrupted_import(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", interrupted_import)
+    assert main(["train", "data", "--out", "run"]) == 130
+    assert capsys.readouterr().err == "chatbot train: interrupted\n"

@@ -1,7 +1,7 @@
 """Fuzzing every numeric flag: an out-of-range or ill-typed value is refused before anything starts.
 
 For each flag, hypothesis draws values outside its allowed range (and strings that are not numbers), and
-`chatbot.cli.main` runs in a fresh temp folder. Each run must exit non-zero with exactly one line on
+`chatbot.cli.main` runs in a fresh temp folder. Each run must exit 1 with exactly one line on
 stderr, `chatbot CMD: error: ...`, naming the flag; print nothing on stdout; show no traceback; and
 write nothing (the temp folder stays empty). The quick tier draws a few values per flag, `-m slow` many.
 """
@@ -173,7 +173,7 @@ def run_cli(argv: list[str]) -> tuple[int, str, str, list[str]]:
 def check_refused(f: Flag, value: str) -> None:
     """Run `f.command` with `f.flag=value` and assert the refusal's properties."""
     code, out, err, left = run_cli([*BASE_ARGV[f.command], f"{f.flag}={value}"])
-    assert code != 0, f"{f} {value!r} was accepted"
+    assert code == 1, f"{f} {value!r}: exit {code}"
     assert "Traceback" not in err, err
     assert err.count("\n") == 1 and err.startswith(f"chatbot {f.command}: error: "), err
     assert any(name in err for name in f.names()), f"the error does not name {f.flag}: {err}"
@@ -255,5 +255,5 @@ def test_refusals_in_a_fresh_interpreter(tmp_path, argv, line) -> None:
         timeout=300,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    assert done.returncode != 0 and done.stdout == "" and list(tmp_path.iterdir()) == []
+    assert done.returncode == 1 and done.stdout == "" and list(tmp_path.iterdir()) == []
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(line), done.stderr

@@ -25,7 +25,8 @@ from chatbot.evaluate import (
 from chatbot.model.network import Seq2Seq
 from chatbot.reply import Chatbot, DecodeSettings
 from chatbot.tokenizers import Voc
-from tests.chatbot.tinybot import PAIRS, REPO_ROOT, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
+from tests.chatbot.sentinels import assert_one_line_refusal, plant_notes, snapshot
+from tests.chatbot.tinybot import PAIRS, REPO_ROOT, make_voc, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 
 
 def test_distinct_and_top10_share_by_hand():
@@ -205,3 +206,96 @@ def test_out_onto_a_file_is_refused_before_any_work(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "--out" in captured.err and captured.out == ""  # nothing decoded
     assert target.read_text() == "keep me"
+
+
+def test_evaluate_never_replaces_files_it_did_not_write(tmp_path, capsys):
+    """Sentinels: notes with a report.md, the folders holding the data or the checkpoint, a file, a training run."""
+    from chatbot.evaluate import MARKER
+    from tests.chatbot.tiny_data import write_prepared
+
+    model, voc = trained_model()
+    run = tmp_path / "run"  # another training's run folder
+    run.mkdir()
+    ckpt = write_checkpoint(run / "best.pt", model, voc)
+    (run / "log.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    other_run = tmp_path / "other-run"
+    write_checkpoint(other_run / "last.pt", model, voc)
+    data = tmp_path / "pairs" / "test.tsv"
+    data.parent.mkdir()
+    data.write_text("".join(f"{q}\t{r}\n" for q, r in PAIRS), encoding="utf-8")
+    dataset = write_prepared(tmp_path / "dataset")
+    notes = plant_notes(tmp_path / "notes")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_bytes(b"keep me")
+    before = snapshot(tmp_path)
+    base = ["evaluate", "--checkpoint", str(ckpt), "--strategies", "greedy", "--limit", "4"]
+    for out, data_arg, phrase in [
+        (notes, data, "already exists and was not written by this command (it holds log.jsonl)"),
+        (data.parent, data, "holds the input"),
+        (dataset, dataset, "holds the input"),
+        (run, data, "holds the input"),
+        (other_run, data, "already exists and was not written by this command (it holds last.pt)"),
+        (a_file, data, "is a file, not a folder"),
+        (tmp_path, data, "holds the input"),
+    ]:
+        code = main([*base, "--data", str(data_arg), "--out", str(out)])
+        captured = capsys.readouterr()
+        assert_one_line_refusal(code, captured.err, "evaluate", str(out), phrase)
+        assert captured.out == ""  # refused before decoding
+    assert snapshot(tmp_path) == before
+    # A new folder works, and a second report replaces the first (recognised by its marker), nothing else.
+    out = tmp_path / "reports" / "eval"
+    for limit in ("4", "3"):
+        assert main([*base[:-1], limit, "--data", str(data), "--out", str(out)]) == 0
+        assert json.loads((out / "report.json").read_text())["pairs"] == int(limit)
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "report.json", "report.md"])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["eval"]  # no temp or old folder left
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(str(out.parent))} == before
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_mid_decoding_stops_evaluate_at_once_and_writes_nothing(tmp_path, sig):
+    """A real process: the signal arrives while replies are being decoded; it ends within seconds, and --out
+    (the report folder) is never created, nor any temp folder beside it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    voc = make_voc()
+    ckpt = write_checkpoint(tmp_path / "m.pt", random_model(len(voc), hidden=32), voc)
+    data = tmp_path / "test.tsv"
+    data.write_text("".join(f"{q}\t{r}\n" for q, r in PAIRS * 500), encoding="utf-8")  # minutes of decoding
+    code = (
+        "import sys, torch; torch.set_num_threads(1)\n"
+        "from chatbot.cli import main; from chatbot.reply import Chatbot\n"
+        "real = Chatbot.reply_ids\n"
+        "def reply_ids(self, *a, **k):\n"
+        "    print('decoding', flush=True); Chatbot.reply_ids = real; return real(self, *a, **k)\n"
+        "Chatbot.reply_ids = reply_ids\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "report")]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout.readline() == b"decoding\n"
+    proc.send_signal(getattr(signal, sig))
+    start = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - start < 10, (proc.returncode, out.decode()[-300:], err.decode()[-600:])
+    if sig == "SIGINT":
+        assert proc.returncode == 130 and err.decode().splitlines()[-1] == "chatbot evaluate: interrupted"
+        assert "Traceback" not in err.decode()
+    else:  # the default action: ended by the signal itself
+        assert proc.returncode == -signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "test.tsv"]
+
+
+def test_unknown_bleu_tokenizer_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--data", "x.tsv", "--bleu-tokenize", "foo", "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("chatbot evaluate: error: argument --bleu-tokenize: invalid choice")

@@ -13,6 +13,7 @@ from chatbot.evaluate import PROBES
 from chatbot.export import MARKER, export_model, load_exported
 from chatbot.model.exported import ExportEncoder
 from chatbot.reply import Chatbot
+from tests.chatbot.sentinels import assert_one_line_refusal, plant_notes, snapshot
 from tests.chatbot.tinybot import PAIRS, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 
 
@@ -129,3 +130,24 @@ def test_export_onto_a_file_or_the_current_folder_is_one_line(tmp_path, capsys, 
         "chatbot export: error: --out . is the current folder or one above it; choose a new folder\n"
     )
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_export_leaves_every_sentinel_byte_for_byte(tmp_path, capsys):
+    """--out onto notes, the checkpoint's run, another training's run, a file, or a folder above them: refused."""
+    model, voc = trained_model()
+    run = tmp_path / "run"
+    checkpoint = write_checkpoint(run / "best.pt", model, voc)
+    other_run = tmp_path / "other-run"
+    for name in ("last.pt", "best.pt"):
+        write_checkpoint(other_run / name, model, voc)
+    (other_run / "log.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    (other_run / "loss.png").write_bytes(b"\x89PNG not really")
+    notes = plant_notes(tmp_path / "notes")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_bytes(b"keep me")
+    before = snapshot(tmp_path)
+    for out in (notes, run, other_run, a_file, tmp_path):
+        code, err = export_cli(capsys, "--checkpoint", checkpoint, "--out", out)
+        assert_one_line_refusal(code, err, "export", f"--out {out}")
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "notes.txt", "other-run", "run"]

@@ -167,3 +167,35 @@ def test_folders_and_files_get_normal_modes(in_tmp):
 def test_check_out_dir_accepts_a_missing_path(in_tmp):
     assert check_out_dir(in_tmp / "new" / "out", MARKER) == (in_tmp / "new" / "out").resolve()
     assert not (in_tmp / "new").exists()  # checking writes nothing
+
+
+def test_leftovers_of_a_killed_build_are_removed_by_the_next_one(in_tmp):
+    """SIGKILL mid-build leaves `.out.XXXXXXXX.tmp`; the next replace_dir of `out` removes it once stale."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from chatbot.files import STALE_SECONDS
+
+    code = (
+        "import time; from pathlib import Path; from chatbot.files import replace_dir\n"
+        "def build(tmp):\n    (tmp / 'a.txt').write_text('half')\n    time.sleep(60)\n"
+        f"replace_dir('out', build, {MARKER!r})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=in_tmp, env=env)
+    deadline = time.monotonic() + 60
+    while not list(in_tmp.glob(".out.*.tmp/a.txt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    (leftover,) = in_tmp.glob(".out.*.tmp")
+    fresh = in_tmp / ".out.inflight.tmp"  # another write of `out` still in progress: kept
+    fresh.mkdir()
+    (in_tmp / ".other.abcdefgh.tmp").mkdir()  # a leftover of another path: not this write's to remove
+    old = time.time() - STALE_SECONDS - 5
+    for path in (leftover, leftover / "a.txt", in_tmp / ".other.abcdefgh.tmp"):
+        os.utime(path, (old, old))
+    replace_dir(in_tmp / "out", build_two_files, MARKER)
+    assert sorted(p.name for p in in_tmp.iterdir()) == [".other.abcdefgh.tmp", ".out.inflight.tmp", "out"]

@@ -15,6 +15,7 @@ from chatbot.errors import ChatbotError
 from chatbot.normalize import normalize_string
 from chatbot.prepare import PrepareConfig, load_prepared, prepare
 from chatbot.tokenizers import SentencePieceTokenizer, Voc
+from tests.chatbot.sentinels import assert_one_line_refusal, plant_notes, snapshot
 
 SAMPLE = Path(__file__).resolve().parents[2] / "corpus" / "sample"
 TUTORIAL_KEYS = ("pairs_read", "pairs_filtered", "words_counted", "keep_words", "pairs_trimmed")
@@ -174,6 +175,64 @@ def test_load_prepared_errors(tmp_path: Path) -> None:
     (tmp_path / "ds" / "stats.json").unlink()
     with pytest.raises(ChatbotError, match="missing stats.json"):
         load_prepared(tmp_path / "ds")
+
+
+GARBLED = {  # name -> (file, what to write given its current JSON, what the one-line refusal must say)
+    "max_length a string": (
+        "stats.json",
+        lambda d: {**d, "max_length": "ten"},
+        "max_length ('ten'): must be an integer in 2..10000",
+    ),
+    "max_length 0": ("stats.json", lambda d: {**d, "max_length": 0}, "max_length (0): must be an integer in 2..10000"),
+    "max_length a bool": (
+        "stats.json",
+        lambda d: {**d, "max_length": True},
+        "max_length (True): must be an integer in",
+    ),
+    "unknown normalize": (
+        "stats.json",
+        lambda d: {**d, "normalize": "shout"},
+        "normalize ('shout'): must be one of tutorial, unicode",
+    ),
+    "unknown tokenizer": (
+        "stats.json",
+        lambda d: {**d, "tokenizer": "bpe"},
+        "tokenizer ('bpe'): must be one of word, sentencepiece",
+    ),
+    "stats a list": ("stats.json", lambda d: [d], "stats.json is a JSON list, not an object"),
+    "no max_length": ("stats.json", lambda d: {"normalize": "tutorial"}, "stats.json has no max_length field"),
+    "another voc's size": (
+        "stats.json",
+        lambda d: {**d, "tokenizer_size": 7},
+        "records tokenizer_size 7, but the folder's tokenizer has",
+    ),
+    "voc a list": ("voc.json", lambda d: [d], "voc.json is not a readable vocabulary"),
+    "voc without words": (
+        "voc.json",
+        lambda d: {k: v for k, v in d.items() if k != "words"},
+        "voc.json is not a readable",
+    ),
+    "voc counts not ints": ("voc.json", lambda d: {**d, "counts": ["x"] * len(d["counts"])}, "counts must be integers"),
+    "voc words repeated": ("voc.json", lambda d: {**d, "words": d["words"][:1] * len(d["words"])}, "must be distinct"),
+    "voc of another dataset": (
+        "voc.json",
+        lambda d: {**d, "words": d["words"][:-2], "counts": d["counts"][:-2]},
+        "but the folder's tokenizer has",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(GARBLED))
+def test_garbled_stats_or_voc_is_refused_at_load_in_one_line(case: str, tmp_path: Path) -> None:
+    prepare(SAMPLE, tmp_path / "ds", PrepareConfig())
+    load_prepared(tmp_path / "ds")  # the folder as written loads
+    name, garble, reason = GARBLED[case]
+    path = tmp_path / "ds" / name
+    path.write_text(json.dumps(garble(json.loads(path.read_text("utf-8")))), encoding="utf-8")
+    with pytest.raises(ChatbotError) as refusal:
+        load_prepared(tmp_path / "ds")
+    message = str(refusal.value)
+    assert reason in message and "\n" not in message and message.startswith(str(tmp_path / "ds")), message
 
 
 def test_help_lists_every_flag(capsys) -> None:
@@ -355,23 +414,24 @@ def test_the_first_models_held_out_pairs_and_the_probes_stay_out_of_training(sha
 
 
 def test_force_never_replaces_what_prepare_did_not_write(tmp_path: Path, capsys) -> None:
-    """--force replaces an earlier dataset folder only: not the input corpus, not a folder of notes, not a file."""
+    """With or without --force: not the input corpus, not a folder holding it, notes, a file, or a training run."""
     import shutil
 
     corpus = tmp_path / "corpus"
     shutil.copytree(SAMPLE, corpus)
-    before = sorted(p.name for p in corpus.iterdir())
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    (notes / "todo.txt").write_text("keep me")
+    notes = plant_notes(tmp_path / "notes")
     a_file = tmp_path / "file.txt"
     a_file.write_text("keep me too")
-    for out in (corpus, notes, a_file, tmp_path):
-        assert run_cli(corpus, "--out", out, "--force") == 1
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "--out" in err, err
-    assert sorted(p.name for p in corpus.iterdir()) == before
-    assert (notes / "todo.txt").read_text() == "keep me" and a_file.read_text() == "keep me too"
+    run = tmp_path / "run"  # another command's output: a training run
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"PK\x03\x04 weights")
+    (run / "log.jsonl").write_text('{"step": 1}\n')
+    before = snapshot(tmp_path)
+    for out in (corpus, notes, a_file, tmp_path, run):
+        for force in (["--force"], []):
+            code = run_cli(corpus, "--out", out, *force)
+            assert_one_line_refusal(code, capsys.readouterr().err, "prepare", str(out))
+    assert snapshot(tmp_path) == before
     assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
     # An earlier dataset folder is replaced (atomically), and the replacement is complete.
     out = tmp_path / "ds"

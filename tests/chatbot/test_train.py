@@ -18,6 +18,7 @@ from chatbot.cli import main as cli_main
 from chatbot.errors import ChatbotError
 from chatbot.model.network import ModelConfig
 from chatbot.train import TrainConfig, train
+from tests.chatbot.sentinels import assert_one_line_refusal, plant_notes, snapshot
 from tests.chatbot.tiny_data import tiny_dataset, write_prepared
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,6 +156,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli_main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "missing" in err, err
+
+
+def test_garbled_stats_json_is_refused_before_training_starts(tmp_path, capsys):
+    data_dir = write_prepared(tmp_path / "data")
+    stats = json.loads((data_dir / "stats.json").read_text())
+    (data_dir / "stats.json").write_text(json.dumps({**stats, "max_length": "ten"}))
+    assert cli_main(["train", str(data_dir), "--out", str(tmp_path / "run"), *TINY_MODEL, "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"chatbot train: error: {data_dir / 'stats.json'} has an invalid max_length ('ten'): must be an integer in "
+        f"2..10000; run `chatbot prepare` again to rebuild {data_dir}\n"
+    )
+    assert captured.out == "" and not (tmp_path / "run").exists()  # refused at load: no step, no save
 
 
 def test_first_ctrl_c_stops_after_the_step_saves_and_exits_130(tmp_path, capsys, monkeypatch):
@@ -329,3 +343,92 @@ def test_bucketed_training_learns_and_logs_per_word_perplexity(tmp_path):
     assert val[-1]["val_loss"] < val[0]["val_loss"]
     for r in val:  # a word tokenizer: perplexity per word equals perplexity per token
         assert r["val_ppl_word"] == pytest.approx(r["val_ppl"]) and r["pairs_seen"] == r["step"] * 8
+
+
+def test_train_never_writes_among_files_it_did_not_write(tmp_path, capsys):
+    """Sentinels: a folder of notes, the dataset, a folder holding it, a file, another run: each refused untouched."""
+    data_dir = write_prepared(tmp_path / "data")
+    quick = [*TINY_MODEL, "--max-steps", "2", "--eval-every", "0", "--no-progress"]
+    other_run = tmp_path / "other-run"
+    assert cli_main(["train", str(data_dir), "--out", str(other_run), *quick]) == 0
+    assert {"last.pt", "best.pt", "log.jsonl", "loss.png"} <= {p.name for p in other_run.iterdir()}
+    notes = plant_notes(tmp_path / "notes")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_bytes(b"keep me")
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    for out, phrase in [
+        (notes, "already exists and is not empty"),
+        (data_dir, "holds the input"),
+        (tmp_path, "holds the input"),
+        (a_file, "is a file, not a folder"),
+        (other_run, "already holds a run; pass --resume"),
+    ]:
+        code = cli_main(["train", str(data_dir), "--out", str(out), *quick])
+        captured = capsys.readouterr()
+        assert_one_line_refusal(code, captured.err, "train", str(out), phrase)
+        assert captured.out == ""  # refused before any step
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes", "notes.txt", "other-run"]
+    # An empty folder is a new run's folder.
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["train", str(data_dir), "--out", str(tmp_path / "empty"), *quick]) == 0
+    assert load_checkpoint(tmp_path / "empty" / "last.pt")["step"] == 2
+
+
+@pytest.mark.parametrize("signals", [1, 2], ids=["one SIGTERM", "two SIGTERMs"])
+def test_sigterm_during_validation_stops_promptly(tmp_path, capsys, monkeypatch, signals):
+    """One SIGTERM mid-validation: the validation ends, last.pt is saved at that step, exit 130. A second one
+    aborts the validation at once (exit 130, no checkpoint, no temp file left)."""
+    real_evaluate, calls = train_module.evaluate, []
+
+    def evaluate_with_sigterm(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the validation at step 4 (the first is at step 2)
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", evaluate_with_sigterm)
+    data_dir = write_prepared(tmp_path / "data")
+    run = tmp_path / "run"
+    args = ["train", str(data_dir), "--out", str(run), *TINY_MODEL, "--eval-every", "2", "--max-steps", "1000"]
+    start = time.monotonic()
+    assert cli_main([*args, "--save-every", "0", "--log-every", "1", "--no-progress"]) == 130
+    assert time.monotonic() - start < 60
+    captured = capsys.readouterr()
+    if signals == 1:
+        assert "interrupted at step 4" in captured.out
+        assert load_checkpoint(run / "last.pt")["step"] == 4 and max(records(run, "val_loss")) == 4
+    else:
+        assert captured.err == "chatbot train: interrupted\n" and not (run / "last.pt").exists()
+        assert max(records(run)) == 4 and not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "flags, line",
+    [
+        (
+            ["--decoder-n-layers", "3"],
+            "--decoder-n-layers (3) must not exceed --encoder-n-layers (2): the decoder's initial state is the "
+            "encoder's last layers",
+        ),
+    ],
+)
+def test_flags_checked_after_parsing_are_one_line_before_any_work(tmp_path, capsys, flags, line):
+    data_dir = write_prepared(tmp_path / "data")
+    assert cli_main(["train", str(data_dir), "--out", str(tmp_path / "run"), *flags]) == 1
+    assert capsys.readouterr().err == f"chatbot train: error: {line}\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_device_this_machine_lacks_is_refused_while_parsing(tmp_path, capsys):
+    data_dir = write_prepared(tmp_path / "data")
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["train", str(data_dir), "--out", str(tmp_path / "run"), "--device", "nonsense"])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == (
+        "chatbot train: error: argument --device: 'nonsense' is not a torch device (auto, cpu, cuda, cuda:N, mps) "
+        "(see `chatbot train --help`)\n"
+    )
+    assert not (tmp_path / "run").exists()
