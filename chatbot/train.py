@@ -27,6 +27,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -223,12 +224,19 @@ def evaluate(
     autocast: torch.autocast,
     rank: int = 0,
     world_size: int = 1,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[float, int]:
-    """Teacher-forced mean NLL per target token over `examples` (all ranks together) -> (loss, tokens)."""
+    """Teacher-forced mean NLL per target token over `examples` (all ranks together) -> (loss, tokens).
+
+    `stop()` is asked before each batch (one process only); when it says yes the result is (nan, 0).
+    """
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)  # [summed NLL, tokens]
     for batch in iterate_batches(examples, eval_order(examples, rank, world_size), batch_size):
+        if stop is not None and world_size == 1 and stop():
+            model.train(was_training)
+            return float("nan"), 0
         batch = batch.to(device)
         with autocast:
             total[0] += batch_nll(model, batch).sum()
@@ -530,13 +538,18 @@ class Validator:
     rank: int = 0
     world_size: int = 1
 
-    def __call__(self, at: Progress) -> None:
+    def __call__(self, at: Progress, stop: StopRequest | None = None) -> None:
+        """Validate at this step; a stop request (Ctrl-C) abandons it, so stopping never waits for it."""
         at.validated_at = at.step
         if not self.valid:
             return
         device, batch_size = self.model.device, self.config.eval_batch_size
         fp32 = autocast_for(device, False)
-        at.val_loss, tokens = evaluate(self.model, self.valid, batch_size, device, fp32, self.rank, self.world_size)
+        asked = None if stop is None else (lambda: stop.requested)
+        loss, tokens = evaluate(self.model, self.valid, batch_size, device, fp32, self.rank, self.world_size, asked)
+        if tokens == 0:
+            return  # abandoned: the last validation's loss stands
+        at.val_loss = loss
         self.log.write(
             {
                 "step": at.step,
@@ -627,7 +640,7 @@ def train(
                 if at.step % config.log_every == 0 or eval_due or save_due:
                     log_training(sums, at, log, bar, distributed)
                 if eval_due:
-                    validate(at)
+                    validate(at, stop)
                 if save_due:
                     checkpoints.save("last.pt", at)
                 if eval_due or save_due:
@@ -640,7 +653,7 @@ def train(
                     break
         log_training(sums, at, log, bar, distributed)
         if at.step != at.validated_at:
-            validate(at)
+            validate(at, stop)
         checkpoints.save("last.pt", at)
         if not valid or not (out_dir / "best.pt").exists():
             checkpoints.save("best.pt", at)  # no validation split: the last model is the best we know
