@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.chatbot.server import default_sigint
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Stands in for .venv/bin/chatbot: waits for Ctrl+C and answers it as chatbot.cli does (one line, exit 130).
@@ -34,7 +36,14 @@ def test_ctrl_c_on_make_chat_is_not_an_error(tmp_path):
     # -o install: do not (re)install; BIN points the recipe at the stand-in.
     argv = ["make", "--no-print-directory", "-C", str(REPO), "-o", "install", "chat", f"BIN={tmp_path}"]
     # A session of its own, so the interrupt reaches make, its shell and the server, as a terminal's Ctrl+C does.
-    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        argv,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     echoed = [proc.stdout.readline()]
     while echoed[-1] and echoed[-1].strip() != "ready":  # make may echo the recipe first
         echoed.append(proc.stdout.readline())

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
 import threading
+
+
+def default_sigint() -> None:
+    """A `preexec_fn` that gives a child the default Ctrl+C (KeyboardInterrupt in Python). A job started
+    with `&` by a non-interactive shell, as a CI runner may start the tests, ignores SIGINT, and its
+    children inherit that: a test that sends SIGINT to a child must undo it, as a terminal would have it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

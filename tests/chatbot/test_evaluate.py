@@ -26,6 +26,7 @@ from chatbot.model.network import Seq2Seq
 from chatbot.reply import Chatbot, DecodeSettings
 from chatbot.tokenizers import Voc
 from tests.chatbot.sentinels import assert_one_line_refusal, plant_notes, snapshot
+from tests.chatbot.server import default_sigint
 from tests.chatbot.tinybot import PAIRS, REPO_ROOT, make_voc, one_thread, random_model, trained_model, write_checkpoint  # noqa: F401
 
 
@@ -278,7 +279,12 @@ def test_a_signal_mid_decoding_stops_evaluate_at_once_and_writes_nothing(tmp_pat
     argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "report")]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, *argv], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", code, *argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,
     )
     assert proc.stdout.readline() == b"decoding\n"
     proc.send_signal(getattr(signal, sig))
