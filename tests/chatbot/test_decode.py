@@ -13,6 +13,7 @@ from chatbot.decode import (
     decode,
     filter_logits,
     length_normalise,
+    outside_nucleus,
     source_tensors,
 )
 from chatbot.errors import ChatbotError
@@ -180,6 +181,24 @@ def test_filter_logits_top_p_keeps_the_smallest_set_with_that_mass():
     kept = filter_logits(logits, top_k=4) > -math.inf
     assert (kept.sum(-1) == 4).all()
     assert torch.equal(filter_logits(logits, temperature=2.0), logits / 2)
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 0.999])
+def test_top_p_over_a_big_vocabulary_keeps_what_a_full_sort_keeps(top_p):
+    """outside_nucleus ranks only the likeliest k tokens (k doubling); the set must be the full sort's, for
+    peaked rows (a few tokens), flat rows (thousands: k doubles up to the vocabulary) and banned tokens."""
+    torch.manual_seed(1)
+    V = 5000
+    logits = torch.cat([torch.randn(2, V) * 4, torch.randn(2, V) * 0.05, torch.randn(1, V)])  # peaked, flat, mid
+    logits[4, :100] = -math.inf  # banned tokens never count
+    kept = outside_nucleus(logits, top_p).logical_not()
+    probs = logits.softmax(-1)
+    for row in range(logits.size(0)):
+        sorted_probs, order = probs[row].sort(descending=True)
+        need = int(((sorted_probs.cumsum(0) - sorted_probs) < top_p).sum())  # the full sort's rule
+        assert set(order[:need].tolist()) == set(kept[row].nonzero().flatten().tolist())
+    if top_p >= 0.9:
+        assert int(kept[2].sum()) > 64  # a flat row's set is bigger than the first k: k had to double
 
 
 def test_settings_are_validated():
