@@ -9,6 +9,7 @@ tutorial's `evaluateInput` crashed with a KeyError on an unknown word and printe
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import re
 from collections.abc import Iterator
@@ -126,7 +127,11 @@ class Chatbot:
         settings = settings or DecodeSettings()
         src = self.query_ids(text)
         return decode(
-            self.runner, src, settings.max_length or self.max_length, settings, self._scorer(text, src, settings)
+            self.runner,
+            src,
+            settings.max_length or self.max_length,
+            settings,
+            functools.partial(self.score, text, settings),
         )
 
     def target_ids(self, text: str) -> list[int]:
@@ -134,15 +139,21 @@ class Chatbot:
         return self.tokenizer.encode(normalize_string(text, self.normalize)) + [EOS_token]
 
     def score(
-        self, query: str, replies: list[list[int]], settings: DecodeSettings, forward: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """MMI-bidi scores of candidate replies (ids) to `query`: (K,) float64 (see `chatbot.scoring`).
-        `forward`: their log p(reply | query) if already known (sampling computes it)."""
+        self, query: str, settings: DecodeSettings, replies: list[list[int]], known: list[float | None]
+    ) -> list[float]:
+        """rerank's score (a `decode.Scorer` once `query` and `settings` are bound) of candidate replies (ids):
+        MMI-bidi plus relevance, see `chatbot.scoring`. `known`: each reply's log p(reply | query) where
+        sampling already has it; None (a reply cut at max_length, without EOS yet) is computed here, EOS
+        added, as the teacher-forced scorer scores every reply."""
         from chatbot.scoring import mmi_scores, sequence_log_probs, with_eos
 
-        if forward is None:
+        missing = [i for i, lp in enumerate(known) if lp is None]
+        forward = torch.tensor([0.0 if lp is None else lp for lp in known], dtype=torch.float64)
+        if missing:
             src = self.query_ids(query)
-            forward = sequence_log_probs(self.model, [src] * len(replies), [with_eos(r) for r in replies])
+            forward[missing] = sequence_log_probs(
+                self.model, [src] * len(missing), [with_eos(replies[i]) for i in missing]
+            )
         texts = [self.tokenizer.decode(r) for r in replies]
         backward = None
         if self.backward is not None and settings.mmi_lambda:
@@ -153,9 +164,10 @@ class Chatbot:
         relevance = None
         if self.relevance is not None and settings.relevance_weight:
             relevance = self.relevance_scores([query] * len(texts), texts)
-        return mmi_scores(
+        scores = mmi_scores(
             forward, backward, lengths, settings.mmi_lambda, settings.length_bonus, relevance, settings.relevance_weight
         )
+        return scores.tolist()
 
     def relevance_scores(self, queries: list[str], replies: list[str]) -> torch.Tensor:
         """The relevance model's score of each (query, reply) text pair -> (N,) float64."""
@@ -169,29 +181,11 @@ class Chatbot:
         r = [tokenizer.encode(normalize_string(t, normalize)) + [EOS_token] for t in replies]
         return relevance_scores(model, q, r)
 
-    def _scorer(self, text: str, src: list[int], settings: DecodeSettings):
-        """rerank's `decode.Scorer` for the query `text` (ids `src`): the MMI-bidi score of `score`."""
-
-        def scorer(replies: list[list[int]], known: list[float | None]) -> list[float]:
-            from chatbot.scoring import sequence_log_probs, with_eos
-
-            # A reply cut at max_length has no EOS yet, so it is scored as the teacher-forced scorer
-            # scores it (EOS added), like every other candidate.
-            cut = [i for i, lp in enumerate(known) if lp is None]
-            known = list(known)
-            if cut:
-                computed = sequence_log_probs(self.model, [src] * len(cut), [with_eos(replies[i]) for i in cut])
-                for i, lp in zip(cut, computed.tolist(), strict=True):
-                    known[i] = lp
-            return self.score(text, replies, settings, torch.tensor(known, dtype=torch.float64)).tolist()
-
-        return scorer
-
     def rerank(self, text: str, settings: DecodeSettings) -> list[tuple[list[int], float]]:
         """Sample `settings.candidates` replies, score each (MMI-bidi), best first: [(ids, score)]."""
         src = self.query_ids(text)
         max_length = settings.max_length or self.max_length
-        return rerank(self.runner, src, max_length, settings, self._scorer(text, src, settings))
+        return rerank(self.runner, src, max_length, settings, functools.partial(self.score, text, settings))
 
     def reply(self, text: str, settings: DecodeSettings | None = None) -> str:
         """Reply to `text` (any string); never raises on the text."""
@@ -207,7 +201,7 @@ class Chatbot:
         src = self.query_ids(text)
         max_length = settings.max_length or self.max_length
         shown = ""
-        for ids in decode_stream(self.runner, src, max_length, settings, self._scorer(text, src, settings)):
+        for ids in decode_stream(self.runner, src, max_length, settings, functools.partial(self.score, text, settings)):
             partial = tidy(self.tokenizer.decode(ids), self.normalize)
             if settings.strategy in WHOLE_REPLY:  # the whole reply at once: show it word by word
                 words = partial.split(" ")
