@@ -739,15 +739,16 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device, local_rank)
         if device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 matmuls for whatever autocast leaves in fp32
-        dataset = load_prepared(args.data_dir)
         out_dir = Path(args.out)
-        if args.resume:
-            resume_state = load_resume_state(out_dir, dataset.tokenizer)
-        elif (out_dir / "last.pt").exists():
-            raise ChatbotError(f"{out_dir} already holds a run; pass --resume to continue it, or pick another --out")
-        else:  # a new run starts in a new or empty folder: never among notes, the dataset or another run's files
+        if not args.resume:  # before loading anything: a refusal costs nothing
+            if (out_dir / "last.pt").exists():
+                raise ChatbotError(
+                    f"{out_dir} already holds a run; pass --resume to continue it, or pick another --out"
+                )
+            # A new run starts in a new or empty folder: never among notes, the dataset or another run's files.
             check_out_dir(out_dir, None, [args.data_dir])
-            resume_state = None
+        dataset = load_prepared(args.data_dir)
+        resume_state = load_resume_state(out_dir, dataset.tokenizer) if args.resume else None
         model_config, config = configs_from_args(args, resume_state)
         result = train(dataset, out_dir, model_config, config, device, resume_state, progress=not args.no_progress)
     finally:
