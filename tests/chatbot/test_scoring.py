@@ -25,3 +25,22 @@ def test_mmi_scores_and_helpers():
     assert mmi_scores(forward, None, lengths, 0.5, 0.0).tolist() == [-1.0, -2.0]
     assert with_eos([4, 5]) == [4, 5, EOS_token] and with_eos([4, EOS_token]) == [4, EOS_token]
     assert words("i m fine .") == 5
+
+
+def test_training_validation_loss_is_the_report_cards_nll():
+    """train.evaluate (validation) and sequence_log_probs (the report card) come from one NLL: they agree."""
+    from chatbot.batching import tensorize
+    from chatbot.train import autocast_for, evaluate
+
+    model, voc = trained_model()
+    src = [voc.encode(q) + [EOS_token] for q, _ in PAIRS]
+    tgt = [voc.encode(r) + [EOS_token] for _, r in PAIRS]
+    loss, tokens = evaluate(
+        model,
+        tensorize(list(zip(src, tgt, strict=True))),
+        3,
+        torch.device("cpu"),
+        autocast_for(torch.device("cpu"), False),
+    )
+    assert tokens == sum(len(t) for t in tgt)
+    assert loss == pytest.approx(-float(sequence_log_probs(model, src, tgt).sum()) / tokens, rel=1e-6)
