@@ -16,6 +16,7 @@ it is at most `max_length` ids long (the tutorial's MAX_LENGTH counts decoding s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
@@ -170,7 +171,8 @@ def generate_tokens(
 ) -> Iterator[int]:
     """Greedy search or sampling, one id at a time; stops after EOS or `max_length` ids.
 
-    Greedy takes the argmax of the model's logits; sampling draws from the filtered distribution with
+    Greedy takes the argmax of the model's logits (through the model's `greedy_step` where it has one,
+    as `InferenceSeq2Seq` does); sampling draws from the filtered distribution with
     its own `torch.Generator` seeded from `settings.seed`, so the global RNG is untouched.
     """
     settings = settings or DecodeSettings()
@@ -184,19 +186,24 @@ def generate_tokens(
     token = torch.full((1, 1), SOS_token, dtype=torch.long, device=device)  # (1, 1)
     generated: list[int] = []
     for _ in range(max_length):
-        logits, hidden, _ = model.decoder(token, hidden, encoder_outputs, src_mask)
-        scores = logits[0].clone()  # (1, V); clone: exported programs may hand back read-only buffers
-        ban_tokens(
-            scores,
-            torch.tensor([generated], dtype=torch.long, device=device),
-            settings.min_length,
-            settings.no_repeat_ngram_size,
+        history = torch.tensor([generated], dtype=torch.long, device=device)  # (1, t)
+        ban = functools.partial(
+            ban_tokens,
+            generated=history,
+            min_length=settings.min_length,
+            no_repeat_ngram_size=settings.no_repeat_ngram_size,
         )
-        if sampling:
-            scores = filter_logits(scores, settings.temperature, settings.top_k, settings.top_p)
-            token = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)  # (1, 1)
+        if not sampling and hasattr(model, "greedy_step"):  # the fast CPU form: the same argmax, sooner
+            token, hidden = model.greedy_step(token, hidden, encoder_outputs, src_mask, ban)
         else:
-            token = scores.argmax(dim=-1, keepdim=True)  # (1, 1)
+            logits, hidden, _ = model.decoder(token, hidden, encoder_outputs, src_mask)
+            scores = logits[0].clone()  # (1, V); clone: exported programs may hand back read-only buffers
+            ban(scores)
+            if sampling:
+                scores = filter_logits(scores, settings.temperature, settings.top_k, settings.top_p)
+                token = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)  # (1, 1)
+            else:
+                token = scores.argmax(dim=-1, keepdim=True)  # (1, 1)
         next_id = int(token)
         generated.append(next_id)
         yield next_id

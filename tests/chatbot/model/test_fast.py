@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from chatbot.decode import DecodeSettings, decode, source_tensors
-from chatbot.model.fast import DecoderStep, InferenceSeq2Seq, gru_cell
+from chatbot.model import fast as fast_module
+from chatbot.model.fast import Affine, DecoderStep, InferenceSeq2Seq, gru_cell
 from chatbot.model.network import ModelConfig, Seq2Seq
 from chatbot.reply import Chatbot
 from tests.chatbot.test_decode import SOURCES, models_and_sources
@@ -84,3 +85,30 @@ def test_a_chatbot_replies_from_the_live_weights_after_they_change():
     assert [bot.reply_ids(q) for q in queries] == [
         Chatbot(copy.deepcopy(model), voc, max_length=10).reply_ids(q) for q in queries
     ]
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_affine_is_nn_linear_for_any_number_of_rows(monkeypatch, onednn):
+    """Both products (oneDNN's packed one, addmm on W^T) give nn.Linear's output for 1 to 9 rows."""
+    if onednn and not fast_module.ONEDNN_LINEAR:
+        pytest.skip("this torch has no oneDNN linear")
+    monkeypatch.setattr(fast_module, "ONEDNN_LINEAR", onednn)
+    torch.manual_seed(3)
+    linear = torch.nn.Linear(37, 101)
+    affine = Affine(linear.weight, linear.bias)
+    assert affine.onednn is onednn
+    for rows in range(1, 10):
+        x = torch.randn(rows, 37)
+        with torch.no_grad():
+            torch.testing.assert_close(affine(x), linear(x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_fast_form_without_onednn_decodes_the_same(monkeypatch):
+    """The fallback (addmm) form, where torch has no oneDNN, replies as the oneDNN form and the model do."""
+    monkeypatch.setattr(fast_module, "ONEDNN_LINEAR", False)
+    for model, sources in models_and_sources():
+        fallback = InferenceSeq2Seq(model)
+        assert not fallback.decoder.out.onednn
+        for src in sources:
+            for s in [DecodeSettings("greedy"), DecodeSettings("beam", beam_width=3), DecodeSettings("sample", seed=0)]:
+                assert decode(fallback, src, 10, s) == decode(model, src, 10, s)
