@@ -246,11 +246,11 @@ def sample_candidates(
     for _ in range(max_length):
         logits, hidden, _ = model.decoder(token, hidden, encoder_outputs, src_mask)  # (1, k, V)
         scores = logits[0].clone()  # (k, V)
-        model_log_probs = F.log_softmax(logits[0].double(), dim=-1)  # (k, V): the model's own distribution
+        log_normalizer = logits[0].logsumexp(dim=-1)  # (k,): the model's own distribution is logits - this
         ban_tokens(scores, generated, settings.min_length, settings.no_repeat_ngram_size)
         scores = filter_logits(scores, settings.temperature, settings.top_k, settings.top_p)
         next_ids = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]  # (k,)
-        log_prob += model_log_probs.gather(1, next_ids.unsqueeze(1))[:, 0]
+        log_prob += (logits[0].gather(1, next_ids.unsqueeze(1))[:, 0] - log_normalizer).double()
         generated = torch.cat((generated, next_ids.unsqueeze(1)), dim=1)
         finished = next_ids == EOS_token  # (k,)
         if bool(finished.any()):
