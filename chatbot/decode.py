@@ -313,13 +313,14 @@ def beam_search(
         top_log_prob, top_index = candidates.topk(min(2 * K, candidates.numel()))  # best first
         top_beam, top_token = top_index // V, top_index % V
         keep_live = []
-        for rank in range(top_index.numel()):
-            lp = float(top_log_prob[rank])
+        # as Python numbers once: reading tensor elements one by one costs more than the step's arithmetic
+        ranked = zip(top_log_prob.tolist(), top_beam.tolist(), top_token.tolist(), strict=True)
+        for rank, (lp, beam, token) in enumerate(ranked):
             if lp == -math.inf:
                 break
-            if int(top_token[rank]) == EOS_token:
+            if token == EOS_token:
                 if rank < K:  # an EOS ranked below the beam width would not have survived this step
-                    tokens = generated[int(top_beam[rank])].tolist() + [EOS_token]
+                    tokens = generated[beam].tolist() + [EOS_token]
                     finished.append(Hypothesis(tokens, lp, length_normalise(lp, len(tokens), length_penalty)))
             elif len(keep_live) < K:
                 keep_live.append(rank)

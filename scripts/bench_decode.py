@@ -88,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=None, help="model to time (default: the shipped one if present)")
     parser.add_argument("--backward", default=None, help="backward model for rerank (default: the shipped one's)")
+    parser.add_argument("--relevance", default=None, help="relevance model for rerank (default: the shipped one's)")
     parser.add_argument("--random", action="store_true", help="time a random tutorial-size model instead")
     parser.add_argument("--repeats", type=int, default=10, help="passes over the probe prompts")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op thread counts to try")
@@ -96,7 +97,7 @@ def main() -> None:
     if args.random or (args.checkpoint is None and not DEFAULT_CHECKPOINT.exists()):
         bot = tutorial_size_bot()
     else:
-        bot = Chatbot.from_checkpoint(args.checkpoint, backward=args.backward)
+        bot = Chatbot.from_checkpoint(args.checkpoint, backward=args.backward, relevance=args.relevance)
     searcher = GreedySearchDecoder(bot.model)
     greedy, beam5 = DecodeSettings("greedy"), DecodeSettings("beam", beam_width=5)
     print(f"model: {bot.description}")
