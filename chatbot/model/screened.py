@@ -22,16 +22,20 @@ from collections.abc import Callable
 
 import torch
 
+# The CPU kernel reads each row in blocks of 16: with torch 2.14.1, a row length that is not a multiple of
+# 16 gave wrong numbers or a crash, so such layers keep the plain fp32 product.
+INT8_BLOCK = 16
+
 
 def _has_int8_product() -> bool:
     """Whether this torch has the int8-weight product (`torch._weight_int8pack_mm`) on the CPU."""
     try:
         out = torch._weight_int8pack_mm(
-            torch.ones(1, 8, dtype=torch.bfloat16),
-            torch.ones(4, 8, dtype=torch.int8),
+            torch.ones(1, 2 * INT8_BLOCK, dtype=torch.bfloat16),
+            torch.ones(4, 2 * INT8_BLOCK, dtype=torch.int8),
             torch.ones(4, dtype=torch.bfloat16),
         )
-        return bool(torch.equal(out.float(), torch.full((1, 4), 8.0)))
+        return bool(torch.equal(out.float(), torch.full((1, 4), 2.0 * INT8_BLOCK)))
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
 
@@ -43,18 +47,27 @@ class ScreenedArgmax:
     """argmax over `x weight^T + bias` for one row x (1, H), after `ban` has set forbidden logits to -inf.
 
     `weight` is nn.Linear's (V, H). Copies are made: fp32 rows for the exact products, and the int8 form.
+    Without the int8 product (or for H not a multiple of 16) it is the plain fp32 layer and its argmax.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
         w = weight.detach().float().clone()  # (V, H)
         self.weight, self.bias = w, bias.detach().float().clone()  # (V, H), (V,)
-        self.screened = INT8_PRODUCT and w.device.type == "cpu"
+        self.screened = INT8_PRODUCT and w.device.type == "cpu" and w.size(1) % INT8_BLOCK == 0
         if not self.screened:
             return
         self.scale = (w.abs().amax(dim=1) / 127).clamp_min(1e-12).bfloat16()  # (V,) one scale per row
         self.int8 = (w / self.scale.float().unsqueeze(1)).round().clamp(-127, 127).to(torch.int8)  # (V, H)
         self.weight_error = (w - self.scale.float().unsqueeze(1) * self.int8.float()).abs().amax(dim=1)  # (V,)
         self.row_l1 = w.abs().sum(dim=1)  # (V,)
+        # A kernel that computes something else (another torch, another CPU) must not decide replies: check
+        # the bound on a few inputs once, and keep the plain product if it fails.
+        probe = torch.randn(4, w.size(1), generator=torch.Generator().manual_seed(0))
+        for x in probe.split(1):
+            approx, bound = self.screen(x)
+            if not bool(((torch.addmm(self.bias, x, w.T) - approx).abs() <= bound).all()):
+                self.screened = False
+                break
 
     def __call__(self, x: torch.Tensor, ban: Callable[[torch.Tensor], None]) -> torch.Tensor:
         """x (1, H) -> the winning token id (1, 1)."""

@@ -65,3 +65,20 @@ def test_the_winner_is_the_fp32_argmax_with_bans(monkeypatch, int8):
             near_ties += int(((approx + bound) >= (approx - bound).max()).sum() > 1)
     if int8:
         assert near_ties >= 100  # the exact recheck decided those, not the screening
+
+
+def test_a_row_length_the_int8_kernel_cannot_read_keeps_the_fp32_product():
+    """torch's int8 kernel reads rows in blocks of 16 (other lengths gave wrong numbers or a crash)."""
+    weight, bias = layer(vocab=300, hidden=20)
+    argmax = ScreenedArgmax(weight, bias)
+    assert not argmax.screened
+    x = torch.randn(1, 20)
+    assert int(argmax(x, no_ban)) == int(torch.nn.functional.linear(x, weight, bias).argmax())
+
+
+@needs_int8
+def test_a_kernel_that_breaks_the_bound_is_not_used(monkeypatch):
+    """The bound is checked once at construction: a product that computes something else is refused."""
+    weight, bias = layer()
+    monkeypatch.setattr(torch, "_weight_int8pack_mm", lambda x, q, s: torch.zeros(x.size(0), q.size(0), dtype=x.dtype))
+    assert not ScreenedArgmax(weight, bias).screened
