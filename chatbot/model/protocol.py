@@ -1,7 +1,9 @@
 """`DecodingModel`: the three things a search needs from a network, whichever form it takes.
 
 `Seq2Seq` (training form), `InferenceSeq2Seq` (fast CPU form) and `ExportedSeq2Seq` (torch.export
-programs) all answer it, so `chatbot.decode` has one implementation of each search.
+programs) all answer it, so `chatbot.decode` has one implementation of each search. A model may also have
+`greedy_step(input_step, last_hidden, encoder_outputs, src_mask, ban) -> (token (1, 1), hidden)`, the same
+step and argmax done faster (`InferenceSeq2Seq` has one); greedy search uses it when it is there.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import torch
 
 from chatbot.decode import DecodeSettings, decode, source_tensors
 from chatbot.model import fast as fast_module
+from chatbot.model import screened as screened_module
 from chatbot.model.fast import Affine, DecoderStep, InferenceSeq2Seq, gru_cell
 from chatbot.model.network import ModelConfig, Seq2Seq
 from chatbot.reply import Chatbot
@@ -42,6 +43,8 @@ def test_decoder_step_equals_the_model_decoder(attn, layers):
 def test_inference_model_decodes_like_the_model():
     for model, sources in models_and_sources():
         fast = InferenceSeq2Seq(model)
+        # greedy goes through the int8 screening here (hidden 16 and 32 are rows the kernel reads)
+        assert fast.argmax.screened or not screened_module.INT8_PRODUCT
         for src in sources:
             for s in [DecodeSettings("greedy"), DecodeSettings("beam", beam_width=3), DecodeSettings("sample", seed=0)]:
                 assert decode(fast, src, 10, s) == decode(model, src, 10, s)
