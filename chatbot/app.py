@@ -121,8 +121,9 @@ def message_text(content: Any) -> str:
 
 
 def tab_defaults(bot: Chatbot) -> DecodeSettings:
-    """The tab's starting settings: rerank when the bot has a backward model to score with, else sampling."""
-    return DEFAULTS if bot.backward is not None else SAMPLE_DEFAULTS
+    """The tab's starting settings: rerank when the bot has a relevance or backward model to score with,
+    else sampling."""
+    return DEFAULTS if bot.relevance is not None or bot.backward is not None else SAMPLE_DEFAULTS
 
 
 def settings_from_inputs(
@@ -152,8 +153,8 @@ def make_respond(bot: Chatbot, stream_interval: float = STREAM_INTERVAL):
         # The first update waits stream_interval too: a reply decoded faster than that goes out as one event
         # (measured with scripts/bench_serve.py: p99 1.3 s -> 0.76 s, as every event costs the server work).
         partial, shown, last = "", "", time.monotonic()
-        if strategy == "rerank" and bot.backward is None:
-            strategy = "sample"  # nothing to rerank with: a checkpoint served without --backward
+        if strategy == "rerank" and bot.backward is None and bot.relevance is None:
+            strategy = "sample"  # nothing to rerank with: a checkpoint served without --backward or --relevance
         settings = settings_from_inputs(strategy, beam_width, temperature, top_p, tab_defaults(bot))
         for partial in bot.reply_stream(text, settings):
             if time.monotonic() - last >= stream_interval:

@@ -158,3 +158,16 @@ def load_model(
     state = load_checkpoint(DEFAULT_CHECKPOINT if path is None else path)
     model, tokenizer = build_model(state, device)
     return model, tokenizer, state
+
+
+def half_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fp16 copies of the float tensors; the shared embedding (listed under three names) stays one tensor."""
+    halves: dict[tuple, torch.Tensor] = {}
+    out = {}
+    for name, tensor in weights.items():
+        if tensor.is_floating_point():
+            # Loaded tensors that share memory are distinct objects, so key on the memory they view.
+            key = (tensor.data_ptr(), tuple(tensor.shape), tensor.stride())
+            tensor = halves.setdefault(key, tensor.half())
+        out[name] = tensor
+    return out

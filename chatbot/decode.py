@@ -61,11 +61,14 @@ class DecodeSettings:
     candidates: int = field(default=8, metadata={"help": "rerank: replies sampled before picking the best"})
     # rerank's score weights, picked on the valid split (README, "Quality: the shipped bot").
     mmi_lambda: float = field(
-        default=1.0, metadata={"help": "rerank: weight of the backward model's log p(query | reply)"}
+        default=0.0, metadata={"help": "rerank: weight of a backward model's log p(query | reply) (0 = not used)"}
     )
-    length_bonus: float = field(default=0.5, metadata={"help": "rerank: score added per word of the reply"})
+    length_bonus: float = field(default=1.0, metadata={"help": "rerank: score added per word of the reply"})
     relevance_weight: float = field(
-        default=16.0, metadata={"help": "rerank: weight of the relevance model's score (0 = not used)"}
+        default=32.0, metadata={"help": "rerank: weight of the relevance model's score (0 = not used)"}
+    )
+    overlap_weight: float = field(
+        default=128.0, metadata={"help": "rerank: weight of the query and reply's tf-idf word overlap (0 = not used)"}
     )
 
     def __post_init__(self) -> None:
@@ -83,9 +86,18 @@ class DecodeSettings:
         if self.min_length < 0 or self.no_repeat_ngram_size < 0:
             problems.append("min_length and no_repeat_ngram_size must be >= 0")
         if not all(
-            math.isfinite(x) for x in (self.length_penalty, self.mmi_lambda, self.length_bonus, self.relevance_weight)
+            math.isfinite(x)
+            for x in (
+                self.length_penalty,
+                self.mmi_lambda,
+                self.length_bonus,
+                self.relevance_weight,
+                self.overlap_weight,
+            )
         ):
-            problems.append("length_penalty, mmi_lambda, length_bonus and relevance_weight must be finite numbers")
+            problems.append(
+                "length_penalty, mmi_lambda, length_bonus, relevance_weight and overlap_weight must be finite numbers"
+            )
         if self.candidates < 1:
             problems.append("candidates must be at least 1")
         if self.max_length is not None and self.max_length < 1:

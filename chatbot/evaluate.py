@@ -127,6 +127,10 @@ class PairScores:
         if bot.relevance is not None:
             rel = bot.relevance_scores([pairs[i][0] for i, _ in flat], [replies[j] for _, j in flat])
             self.relevance = rel.view(len(pairs), k)  # (N, k): the relevance model's score
+        self.overlap = None
+        if bot.overlap is not None:
+            over = bot.overlap_scores([pairs[i][0] for i, _ in flat], [replies[j] for _, j in flat])
+            self.overlap = over.view(len(pairs), k)  # (N, k): tf-idf cosine of query i and reply j
         self.n_words = sum(words(r) for r in replies)
 
     def perplexity(self) -> tuple[float, float]:
@@ -149,6 +153,8 @@ class PairScores:
                 settings.length_bonus,
                 self.relevance,
                 settings.relevance_weight,
+                self.overlap,
+                settings.overlap_weight,
             )
         return self.forward  # greedy and sampling follow the model's own likelihood
 
@@ -225,7 +231,7 @@ def evaluate(
     for strategy in strategies:
         s = replace(settings, strategy=strategy)
         if strategy == "rerank" and bot.backward is None and s.mmi_lambda:
-            raise ChatbotError("rerank scores with a backward model: pass --backward PATH (or --mmi-lambda 0)")
+            raise ChatbotError("--mmi-lambda weighs a backward model's score: pass --backward PATH (or --mmi-lambda 0)")
         metrics, replies = score_strategy(bot, pairs, s, bleu_tokenize)
         metrics["hits_at_1"] = round(hits_at_1(scores.strategy_scores(s)), 4)
         report["strategies"][strategy] = {"perplexity": report["perplexity"], **metrics}
@@ -362,7 +368,8 @@ def run(args: argparse.Namespace) -> int:
     reports = []
     for n, checkpoint in enumerate(checkpoints):
         bot = Chatbot.from_checkpoint(checkpoint, backward=args.backward, relevance=args.relevance)
-        strategies = args.strategies or [s for s in STRATEGIES if s != "rerank" or bot.backward is not None]
+        can_rerank = bot.backward is not None or bot.relevance is not None
+        strategies = args.strategies or [s for s in STRATEGIES if s != "rerank" or can_rerank]
         report = evaluate(bot, pairs, strategies, settings_from_args(args), args.bleu_tokenize, excluded)
         report["label"] = labels[n] if n < len(labels) else _model_label(report, n)
         reports.append(report)

@@ -11,7 +11,10 @@ Natural Language Response Suggestion for Smart Reply").
     python scripts/train_relevance.py corpus/prepared/w20 --out runs/relevance --time-budget-minutes 15
 
 The checkpoint is data, like the seq2seq's: {"format", "version", "kind": "relevance", "config",
-"model", "tokenizer", "normalize", "step", "metrics"}.
+"model", "tokenizer", "normalize", "step", "metrics"}, and "overlap", the tf-idf table of the training
+split's lines (`chatbot.overlap`) that rerank's word-overlap term uses. `scripts/ship_relevance.py` packs
+several such runs (the same data and shape, different seeds) into one file, "members" in place of
+"model": a `RelevanceEnsemble`, whose score is the members' mean.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from chatbot.batching import pad
+from chatbot.overlap import Overlap
 from chatbot.tokenizers import PAD_token
 
 
@@ -78,6 +82,15 @@ class DualEncoder(nn.Module):
         return q @ r.T / self.config.temperature
 
 
+class RelevanceEnsemble(nn.Module):
+    """Dual encoders trained alike from different seeds, over one tokenizer: the score is the mean of theirs
+    (each one's errors are partly its own, so the mean ranks true replies first more often than any member)."""
+
+    def __init__(self, members: list[DualEncoder]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+
 def in_batch_loss(logits: torch.Tensor) -> torch.Tensor:
     """logits (B, B), the true pairs on the diagonal -> mean cross-entropy over rows and columns."""
     labels = torch.arange(logits.size(0), device=logits.device)
@@ -86,22 +99,46 @@ def in_batch_loss(logits: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def relevance_scores(
-    model: DualEncoder, queries: list[list[int]], replies: list[list[int]], batch_size: int = 512
+    model: DualEncoder | RelevanceEnsemble, queries: list[list[int]], replies: list[list[int]], batch_size: int = 512
 ) -> torch.Tensor:
-    """cosine(query_i, reply_i) / temperature for each pair of id lists -> (N,) float64 on the CPU."""
-    model.eval()
-    out = torch.empty(len(queries), dtype=torch.float64)
+    """cosine(query_i, reply_i) / temperature for each pair of id lists (an ensemble: the mean over its
+    members) -> (N,) float64 on the CPU."""
+    members = list(model.members) if isinstance(model, RelevanceEnsemble) else [model]
+    out = torch.zeros(len(queries), dtype=torch.float64)
     for start in range(0, len(queries), batch_size):
         q_ids, q_len = pad(queries[start : start + batch_size])  # (B, Tq)
         r_ids, r_len = pad(replies[start : start + batch_size])
-        q = model.query_encoder(q_ids.T, q_len)
-        r = model.reply_encoder(r_ids.T, r_len)
-        out[start : start + len(q_len)] = ((q * r).sum(dim=1) / model.config.temperature).double()
-    return out
+        for member in members:
+            member.eval()
+            q = member.query_encoder(q_ids.T, q_len)  # (B, H)
+            r = member.reply_encoder(r_ids.T, r_len)  # (B, H)
+            out[start : start + len(q_len)] += ((q * r).sum(dim=1) / member.config.temperature).double()
+    return out / len(members)
 
 
-def load_relevance(path) -> tuple[DualEncoder, dict]:
-    """A relevance checkpoint (written by scripts/train_relevance.py) -> (model in eval mode, its state)."""
+def load_overlap(state: dict, path) -> Overlap | None:
+    """The tf-idf table a relevance checkpoint carries (`chatbot.overlap`), or None for one written before it."""
+    from chatbot.errors import ChatbotError
+
+    if "overlap" not in state:
+        return None
+    try:
+        return Overlap.from_state(state["overlap"], state["tokenizer"]["words"])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ChatbotError(f"{path}: its overlap table does not match its tokenizer: {err}") from None
+
+
+def dual_encoder_from_state(config: dict, weights: dict) -> DualEncoder:
+    """A dual encoder, in eval mode, from a checkpoint's "model_config" and weights (fp16 ones made fp32)."""
+    model = DualEncoder(RelevanceConfig.from_dict(config))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    return model.eval()
+
+
+def load_relevance(path) -> tuple[DualEncoder | RelevanceEnsemble, dict]:
+    """A relevance checkpoint -> (model in eval mode, its state). One written by scripts/train_relevance.py
+    holds one dual encoder's "model"; one by scripts/ship_relevance.py may hold several of the same
+    "model_config" ("members": a list of {"model", "step", "metrics"}), which load as a `RelevanceEnsemble`."""
     from chatbot.checkpoint import load_checkpoint
     from chatbot.errors import ChatbotError
 
@@ -109,8 +146,9 @@ def load_relevance(path) -> tuple[DualEncoder, dict]:
     if state.get("kind") != "relevance":
         raise ChatbotError(f"{path} is not a relevance model (scripts/train_relevance.py writes those)")
     try:
-        model = DualEncoder(RelevanceConfig.from_dict(state["model_config"]))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+        config = state["model_config"]
+        if "members" in state:
+            return RelevanceEnsemble([dual_encoder_from_state(config, m["model"]) for m in state["members"]]), state
+        return dual_encoder_from_state(config, state["model"]), state
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ChatbotError(f"{path} does not match the relevance model code: {str(err).splitlines()[0]}") from None
-    return model.eval(), state

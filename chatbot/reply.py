@@ -22,6 +22,7 @@ from chatbot.decode import STRATEGIES, WHOLE_REPLY, DecodeSettings, decode, deco
 from chatbot.errors import ChatbotError
 from chatbot.model.protocol import DecodingModel
 from chatbot.normalize import normalize_string
+from chatbot.overlap import Overlap
 from chatbot.tokenizers import EOS_token, Tokenizer
 
 __all__ = ["Chatbot", "DecodeSettings", "add_decode_arguments", "settings_from_args", "tidy"]
@@ -42,11 +43,13 @@ class Chatbot:
         description: str = "",
         backward: Chatbot | None = None,
         relevance: tuple | None = None,
+        overlap: Overlap | None = None,
     ) -> None:
         self.model = model
         self.backward = backward  # a reply -> query model for rerank's log p(S|T), or None
-        # (DualEncoder, its tokenizer, its normalization) for rerank's relevance score, or None
+        # (DualEncoder or RelevanceEnsemble, its tokenizer, its normalization) for rerank's relevance score, or None
         self.relevance = relevance
+        self.overlap = overlap  # rerank's tf-idf word overlap (chatbot.overlap, from the relevance checkpoint), or None
         self.tokenizer = tokenizer
         self.normalize = normalize
         self.max_length = max_length  # the tutorial's MAX_LENGTH: default reply length and input guard
@@ -81,7 +84,7 @@ class Chatbot:
         backward model and a relevance model (defaults with the shipped model: chatbot/pretrained/backward.pt
         and relevance.pt, when present)."""
         from chatbot.checkpoint import DEFAULT_BACKWARD, DEFAULT_CHECKPOINT, DEFAULT_RELEVANCE, load_model
-        from chatbot.relevance import load_relevance
+        from chatbot.relevance import load_overlap, load_relevance
         from chatbot.tokenizers import tokenizer_from_state
 
         if path is None and not DEFAULT_CHECKPOINT.exists():
@@ -103,16 +106,17 @@ class Chatbot:
             backward = DEFAULT_BACKWARD
         if relevance is None and shipped and DEFAULT_RELEVANCE.exists():
             relevance = DEFAULT_RELEVANCE
-        rel = None
+        rel, overlap = None, None
         if relevance is not None:
             r_model, r_state = load_relevance(relevance)
             rel = (r_model.to(device), tokenizer_from_state(r_state["tokenizer"]), r_state.get("normalize", "tutorial"))
+            overlap = load_overlap(r_state, relevance)
         back = None
         if backward is not None:
             b_model, b_tokenizer, b_state = load_model(backward, device)
             back = cls(b_model, b_tokenizer, b_state.get("normalize", "tutorial"), int(b_state.get("max_length", 10)))
         normalize, max_length = state.get("normalize", "tutorial"), int(state.get("max_length", 10))
-        return cls(model, tokenizer, normalize, max_length, description, back, rel)
+        return cls(model, tokenizer, normalize, max_length, description, back, rel, overlap)
 
     def query_ids(self, text: str) -> list[int]:
         """Raw text -> source ids ending in EOS, as in training (normalized, tokenized, length-guarded)."""
@@ -164,8 +168,19 @@ class Chatbot:
         relevance = None
         if self.relevance is not None and settings.relevance_weight:
             relevance = self.relevance_scores([query] * len(texts), texts)
+        overlap = None
+        if self.overlap is not None and settings.overlap_weight:
+            overlap = self.overlap_scores([query] * len(texts), texts)
         scores = mmi_scores(
-            forward, backward, lengths, settings.mmi_lambda, settings.length_bonus, relevance, settings.relevance_weight
+            forward,
+            backward,
+            lengths,
+            settings.mmi_lambda,
+            settings.length_bonus,
+            relevance,
+            settings.relevance_weight,
+            overlap,
+            settings.overlap_weight,
         )
         return scores.tolist()
 
@@ -180,6 +195,15 @@ class Chatbot:
         ]
         r = [tokenizer.encode(normalize_string(t, normalize)) + [EOS_token] for t in replies]
         return relevance_scores(model, q, r)
+
+    def overlap_scores(self, queries: list[str], replies: list[str]) -> torch.Tensor:
+        """The tf-idf word overlap of each (query, reply) text pair, both normalized as the relevance model's
+        text -> (N,) float64."""
+        normalize = self.relevance[2] if self.relevance is not None else self.normalize
+        return self.overlap.scores(
+            [normalize_string(t[-MAX_INPUT_CHARS:], normalize) for t in queries],
+            [normalize_string(t, normalize) for t in replies],
+        )
 
     def rerank(self, text: str, settings: DecodeSettings) -> list[tuple[list[int], float]]:
         """Sample `settings.candidates` replies, score each (MMI-bidi), best first: [(ids, score)]."""
@@ -249,6 +273,7 @@ DECODE_FLAG_TYPES = {
     "mmi_lambda": float_in(-math.inf),
     "length_bonus": float_in(-math.inf),
     "relevance_weight": float_in(-math.inf),
+    "overlap_weight": float_in(-math.inf),
 }
 
 

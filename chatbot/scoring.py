@@ -6,7 +6,8 @@ loss, the report card's perplexity (per token and per word) and hits@1 (`sequenc
 `chatbot.decode`: score(T | S) = log p(T|S) + lambda log p(S|T) + gamma |T| (Li et al. 2016, "A
 Diversity-Promoting Objective Function for Neural Conversation Models", MMI-bidi), where p(S|T) is a
 backward model trained by the same code on the swapped pairs (`chatbot prepare --swap`), plus
-kappa rel(S, T) from the relevance model (`chatbot.relevance`) when one is loaded.
+kappa rel(S, T) from the relevance model (`chatbot.relevance`) and mu overlap(S, T), the tf-idf cosine of
+`chatbot.overlap`, when one is loaded.
 """
 
 from __future__ import annotations
@@ -68,12 +69,17 @@ def mmi_scores(
     gamma: float,
     relevance: torch.Tensor | None = None,
     kappa: float = 0.0,
+    overlap: torch.Tensor | None = None,
+    mu: float = 0.0,
 ) -> torch.Tensor:
-    """MMI-bidi plus relevance: log p(T|S) + lam * log p(S|T) + gamma * |T| + kappa * rel(S, T), with |T| in
-    words and rel the relevance model's cosine / temperature; a missing model's term is left out."""
+    """MMI-bidi plus relevance: log p(T|S) + lam * log p(S|T) + gamma * |T| + kappa * rel(S, T) + mu * overlap(S, T),
+    with |T| in words, rel the relevance model's cosine / temperature and overlap the tf-idf cosine of
+    `chatbot.overlap`; a missing model's term is left out."""
     score = forward_log_probs.clone()
     if backward_log_probs is not None and lam:
         score += lam * backward_log_probs
     if relevance is not None and kappa:
         score += kappa * relevance
+    if overlap is not None and mu:
+        score += mu * overlap
     return score + gamma * lengths.to(score.dtype)

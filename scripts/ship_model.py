@@ -27,6 +27,7 @@ from chatbot.checkpoint import (  # noqa: E402
     DEFAULT_RELEVANCE,
     atomic_write,
     build_model,
+    half_weights,
     load_checkpoint,
     save_checkpoint,
 )
@@ -46,19 +47,6 @@ def probe_replies(state: dict) -> dict[str, dict[str, str]]:
     model, tokenizer = build_model(state)
     bot = Chatbot(model, tokenizer, state["normalize"], state["max_length"])
     return {p: {name: bot.reply(p, replace(s)) for name, s in STRATEGIES.items()} for p in PROBES}
-
-
-def half_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """fp16 copies of the float tensors; the shared embedding (listed under three names) stays one tensor."""
-    halves: dict[tuple, torch.Tensor] = {}
-    out = {}
-    for name, tensor in weights.items():
-        if tensor.is_floating_point():
-            # Loaded tensors that share memory are distinct objects, so key on the memory they view.
-            key = (tensor.data_ptr(), tuple(tensor.shape), tensor.stride())
-            tensor = halves.setdefault(key, tensor.half())
-        out[name] = tensor
-    return out
 
 
 def model_card(
@@ -156,7 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {back_path} ({args.backward_mb:.1f} MB)")
     if relevance is not None:
         rel_path = out.with_name(DEFAULT_RELEVANCE.name)
-        keep_rel = ("kind", "model_config", "tokenizer", "normalize", "max_length", "step", "epoch", "metrics")
+        keep_rel = (
+            "kind",
+            "model_config",
+            "tokenizer",
+            "normalize",
+            "max_length",
+            "overlap",
+            "step",
+            "epoch",
+            "metrics",
+        )
         save_checkpoint(
             rel_path,
             {**{k: relevance[k] for k in keep_rel if k in relevance}, "model": half_weights(relevance["model"])},

@@ -4,8 +4,9 @@
 
 A plain loop: shuffled epochs of batches -> both encoders -> in-batch cross-entropy -> Adam. Every
 `--eval-every` steps, hits@1/20 on the valid split (the true reply ranked first among it and 19
-other valid replies); `best.pt` keeps the best. The tokenizer is the dataset's, so the seq2seq model
-trained on the same folder shares it.
+other valid replies); `best.pt` keeps the best, with the tf-idf table of the training lines that
+rerank's word-overlap term uses (`chatbot.overlap`; word tokenizers only). The tokenizer is the
+dataset's, so the seq2seq model trained on the same folder shares it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from chatbot.checkpoint import save_checkpoint  # noqa: E402
 from chatbot.cli import float_in, int_in  # noqa: E402
 from chatbot.errors import ChatbotError  # noqa: E402
 from chatbot.evaluate import candidate_sets, hits_at_1  # noqa: E402
+from chatbot.overlap import Overlap  # noqa: E402
 from chatbot.prepare import load_prepared  # noqa: E402
 from chatbot.relevance import DualEncoder, RelevanceConfig, in_batch_loss, relevance_scores  # noqa: E402
 
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train_relevance: error: {err}", file=sys.stderr)
         return 1
     pairs = tensorize(encode_pairs(data.train, data.tokenizer))
+    words = data.tokenizer.state_dict().get("words")  # None for SentencePiece: no overlap table then
+    overlap = Overlap.from_texts(t for pair in data.train for t in pair).state_dict(words) if words else None
     valid = encode_pairs(data.valid[: args.eval_pairs], data.tokenizer)
     torch.manual_seed(args.seed)
     config = RelevanceConfig(vocab_size=len(data.tokenizer), hidden_size=args.hidden_size)
@@ -96,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                             "model_config": config.to_dict(),
                             "model": model.state_dict(),
                             "tokenizer": data.tokenizer.state_dict(),
+                            **({"overlap": overlap} if overlap else {}),
                             "normalize": data.normalize,
                             "max_length": int(data.max_length),
                             "step": step,
@@ -112,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     if best < 0:
         hits = valid_hits(model, valid)
         best = hits
-    print(f"best valid hits@1/20 {best:.3f}; saved {out / 'best.pt'} ({math.floor((time.monotonic() - start) / 60)} min)")
+    print(
+        f"best valid hits@1/20 {best:.3f}; saved {out / 'best.pt'} ({math.floor((time.monotonic() - start) / 60)} min)"
+    )
     return 0
 
 

@@ -81,6 +81,7 @@ def decode_flags(command: str) -> list[Flag]:
         float_flag(command, "--mmi-lambda", None, None),
         float_flag(command, "--length-bonus", None, None),
         float_flag(command, "--relevance-weight", None, None),
+        float_flag(command, "--overlap-weight", None, None),
     ]
 
 

@@ -125,8 +125,10 @@ def test_report_contents():
 
 def test_rerank_without_a_backward_model_is_one_line():
     model, voc = trained_model()
-    with pytest.raises(ChatbotError, match="--backward"):
-        evaluate(Chatbot(model, voc), PAIRS * 3, ["rerank"], DecodeSettings(seed=1))
+    with pytest.raises(ChatbotError, match="--backward"):  # a weight for a backward model that is not there
+        evaluate(Chatbot(model, voc), PAIRS * 3, ["rerank"], DecodeSettings(seed=1, mmi_lambda=1.0))
+    report = evaluate(Chatbot(model, voc), PAIRS * 3, ["rerank"], DecodeSettings(seed=1))  # the default: lambda 0
+    assert set(report["strategies"]) == {"rerank"}
 
 
 def test_compare_two_checkpoints_on_the_same_pairs(tmp_path, capsys):
@@ -165,7 +167,7 @@ def test_evaluate_command_writes_json_and_markdown(tmp_path, capsys):
     code = main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "out")])
     assert code == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["pairs"] == 24 and set(report["strategies"]) == {"greedy", "beam", "sample"}  # no backward: no rerank
+    assert report["pairs"] == 24 and set(report["strategies"]) == {"greedy", "beam", "sample"}  # nothing to rerank with
     assert (tmp_path / "out" / "report.md").read_text().startswith("model A: ")
 
 

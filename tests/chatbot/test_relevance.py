@@ -58,3 +58,16 @@ def test_relevance_checkpoint_round_trip_and_refusals(tmp_path):
     seq2seq = write_checkpoint(tmp_path / "s2s.pt", random_model(len(make_voc())), make_voc())
     with pytest.raises(ChatbotError, match="not a relevance model"):
         load_relevance(seq2seq)
+
+
+def test_an_ensemble_scores_the_mean_of_its_members():
+    from chatbot.relevance import RelevanceEnsemble
+
+    trained, examples = trained_dual_encoder(steps=20)
+    torch.manual_seed(5)
+    other = DualEncoder(RelevanceConfig(vocab_size=trained.config.vocab_size, hidden_size=32)).eval()
+    queries, replies = [q for q, _ in examples[:12]], [r for _, r in examples[3:15]]
+    one, two = relevance_scores(trained, queries, replies), relevance_scores(other, queries, replies)
+    both = relevance_scores(RelevanceEnsemble([trained, other]), queries, replies, batch_size=5)
+    assert both.tolist() == pytest.approx(((one + two) / 2).tolist(), abs=1e-5)
+    assert not torch.allclose(one, two)  # two different members, so the mean is not either one

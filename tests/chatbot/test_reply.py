@@ -151,7 +151,9 @@ def step_by_step_log_prob(model, src_ids: list[int], tokens: list[int]) -> float
     from chatbot.tokenizers import SOS_token
 
     with torch.no_grad():
-        encoder_outputs, hidden, src_mask = model.encode(torch.tensor(src_ids).unsqueeze(1), torch.tensor([len(src_ids)]))
+        encoder_outputs, hidden, src_mask = model.encode(
+            torch.tensor(src_ids).unsqueeze(1), torch.tensor([len(src_ids)])
+        )
         token, total = torch.tensor([[SOS_token]]), 0.0
         for t in tokens:
             logits, hidden, _ = model.decoder(token, hidden, encoder_outputs, src_mask)
@@ -199,6 +201,23 @@ def test_rerank_adds_the_relevance_score_with_its_weight():
         q = voc.encode("how are you ?") + [EOS_token]
         r = voc.encode(voc.decode(ids)) + [EOS_token]
         assert score == pytest.approx(base[tuple(ids)] + 2.0 * float(relevance_scores(rel, [q], [r])[0]), abs=1e-4)
+
+
+def test_rerank_adds_the_word_overlap_with_its_weight():
+    from chatbot.overlap import Overlap
+
+    model, voc = trained_model()
+    overlap = Overlap.from_texts(["how are you ?", "i am fine .", "you are late ."])
+    bot = Chatbot(model, voc, overlap=overlap)
+    plain = DecodeSettings("rerank", candidates=6, temperature=4.0, seed=2, mmi_lambda=0.0, overlap_weight=0.0)
+    weighted = DecodeSettings("rerank", candidates=6, temperature=4.0, seed=2, mmi_lambda=0.0, overlap_weight=3.0)
+    base = {tuple(ids): score for ids, score in bot.rerank("How are you?", plain)}  # the same draws (seed 2)
+    moved = 0
+    for ids, score in bot.rerank("How are you?", weighted):
+        by_hand = float(overlap.scores(["how are you ?"], [voc.decode(ids)])[0])
+        assert score == pytest.approx(base[tuple(ids)] + 3.0 * by_hand, abs=1e-6)
+        moved += by_hand > 0
+    assert moved  # some draw shares a word with the query, so the term was tested
 
 
 def test_rerank_draws_differ_without_a_seed():

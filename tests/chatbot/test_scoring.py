@@ -23,6 +23,10 @@ def test_mmi_scores_and_helpers():
     forward, backward, lengths = torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0]), torch.tensor([2, 5])
     assert mmi_scores(forward, backward, lengths, 0.5, 0.1).tolist() == pytest.approx([-2.3, -2.0])
     assert mmi_scores(forward, None, lengths, 0.5, 0.0).tolist() == [-1.0, -2.0]
+    relevance, overlap = torch.tensor([1.0, -1.0]), torch.tensor([0.5, 0.0])
+    both = mmi_scores(forward, backward, lengths, 0.5, 0.1, relevance, 2.0, overlap, 4.0)
+    assert both.tolist() == pytest.approx([-2.3 + 2.0 + 2.0, -2.0 - 2.0])
+    assert mmi_scores(forward, None, lengths, 0.0, 0.0, None, 2.0, overlap, 0.0).tolist() == [-1.0, -2.0]
     assert with_eos([4, 5]) == [4, 5, EOS_token] and with_eos([4, EOS_token]) == [4, EOS_token]
     assert words("i m fine .") == 5
 

@@ -1,11 +1,16 @@
-"""scripts/make_hold_out.py, train_relevance.py and tune_rerank.py, end to end on tiny data."""
+"""scripts/make_hold_out.py, train_relevance.py, ship_relevance.py and tune_rerank.py, end to end on tiny data."""
 
 import importlib.util
 import json
 
+import pytest
+import torch
+
+from chatbot.checkpoint import load_checkpoint, save_checkpoint
 from chatbot.corpus import pair_key
 from chatbot.prepare import PrepareConfig, load_prepared, prepare
-from chatbot.relevance import load_relevance
+from chatbot.relevance import load_overlap, load_relevance, relevance_scores
+from chatbot.tokenizers import EOS_token
 from tests.chatbot.tiny_data import write_prepared
 from tests.chatbot.tinybot import REPO_ROOT, one_thread, random_model, write_checkpoint  # noqa: F401
 
@@ -39,8 +44,26 @@ def test_train_relevance_then_tune_rerank(tmp_path, capsys):
     assert load_script("train_relevance").main(args) == 0
     model, state = load_relevance(tmp_path / "rel" / "best.pt")
     assert state["metrics"]["valid_hits_at_1"] > 0.05  # it learnt something: chance is 1/20
+    train = load_prepared(data).train
+    overlap = load_overlap(state, "best.pt")  # the tf-idf table of the training split's lines
+    assert overlap.documents == 2 * len(train)
+    word = train[0][1].split()[0]
+    assert overlap.df[word] == sum(word in q.split() for q, _ in train) + sum(word in r.split() for _, r in train)
     assert load_script("train_relevance").main(args) == 1  # never overwrites a best.pt
     assert "exists" in capsys.readouterr().err
+    # a second seed, then both shipped as one ensemble file
+    assert load_script("train_relevance").main([*args[:2], str(tmp_path / "rel1"), *args[3:], "--seed", "1"]) == 0
+    runs = [str(tmp_path / "rel" / "best.pt"), str(tmp_path / "rel1" / "best.pt")]
+    assert load_script("ship_relevance").main([*runs, "--out", str(tmp_path / "shipped.pt")]) == 0
+    ensemble, shipped = load_relevance(tmp_path / "shipped.pt")
+    assert [m["model"]["embedding.weight"].dtype for m in shipped["members"]] == [torch.float16] * 2
+    weights = shipped["members"][0]["model"]  # the shared embedding is stored once, not once per encoder
+    assert weights["embedding.weight"].data_ptr() == weights["query_encoder.embedding.weight"].data_ptr()
+    members = [load_relevance(r)[0] for r in runs]
+    ids = [load_prepared(data).tokenizer.encode(q) + [EOS_token] for q, _ in train[:8]]
+    mean = (relevance_scores(members[0], ids, ids[::-1]) + relevance_scores(members[1], ids, ids[::-1])) / 2
+    assert relevance_scores(ensemble, ids, ids[::-1]).tolist() == pytest.approx(mean.tolist(), abs=0.05)
+    assert load_overlap(shipped, "shipped.pt").df == overlap.df  # the table travels once, unchanged
     voc = load_prepared(data).tokenizer
     fwd = write_checkpoint(tmp_path / "f.pt", random_model(len(voc), seed=1, hidden=16), voc)
     bwd = write_checkpoint(tmp_path / "b.pt", random_model(len(voc), seed=2, hidden=16), voc)
@@ -51,10 +74,28 @@ def test_train_relevance_then_tune_rerank(tmp_path, capsys):
         "--backward",
         str(bwd),
         "--relevance",
-        str(tmp_path / "rel" / "best.pt"),
+        str(tmp_path / "shipped.pt"),
     ]
-    argv += ["--limit", "20", "--lambdas", "0,1", "--gammas", "0", "--kappas", "0,100", "--sampling", "1.0:0.9:4"]
+    argv += ["--limit", "20", "--lambdas", "0,1", "--gammas", "0", "--kappas", "0,100", "--mus", "0,5"]
+    argv += ["--sampling", "1.0:0.9:4"]
     assert load_script("tune_rerank").main(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("| 0 | 0 | ") == 1 and "| 1 | 100 | " in out and "best: hits@1" in out
+    assert out.count("| 0 | 0 | 0 | ") == 1 and "| 1 | 100 | 5 | " in out and "best: hits@1" in out
     assert "| 1.0 | 0.9 | 4 |" in out
+
+
+def test_ship_relevance_refuses_runs_that_do_not_match(tmp_path, capsys):
+    data = write_prepared(tmp_path / "data", n_train=64, n_valid=20)
+    for name, hidden in (("a", "8"), ("b", "12")):
+        args = [str(data), "--out", str(tmp_path / name), "--hidden-size", hidden, "--batch-size", "16"]
+        assert load_script("train_relevance").main([*args, "--epochs", "1", "--eval-pairs", "20"]) == 0
+    runs = [str(tmp_path / "a" / "best.pt"), str(tmp_path / "b" / "best.pt")]
+    assert load_script("ship_relevance").main([*runs, "--out", str(tmp_path / "out.pt")]) == 1
+    assert "differ in their model_config" in capsys.readouterr().err and not (tmp_path / "out.pt").exists()
+    state = load_checkpoint(runs[0])
+    state["tokenizer"]["words"][0] = "changed"
+    save_checkpoint(tmp_path / "c.pt", state)
+    assert load_script("ship_relevance").main([runs[0], str(tmp_path / "c.pt"), "--out", str(tmp_path / "out.pt")]) == 1
+    assert "differ in their tokenizer" in capsys.readouterr().err and not (tmp_path / "out.pt").exists()
+    assert load_script("ship_relevance").main([str(tmp_path / "nowhere.pt")]) == 1
+    assert "not found" in capsys.readouterr().err
