@@ -104,12 +104,13 @@ def relevance_scores(
     """cosine(query_i, reply_i) / temperature for each pair of id lists (an ensemble: the mean over its
     members) -> (N,) float64 on the CPU."""
     members = list(model.members) if isinstance(model, RelevanceEnsemble) else [model]
+    for member in members:
+        member.eval()
     out = torch.zeros(len(queries), dtype=torch.float64)
     for start in range(0, len(queries), batch_size):
         q_ids, q_len = pad(queries[start : start + batch_size])  # (B, Tq)
         r_ids, r_len = pad(replies[start : start + batch_size])
         for member in members:
-            member.eval()
             q = member.query_encoder(q_ids.T, q_len)  # (B, H)
             r = member.reply_encoder(r_ids.T, r_len)  # (B, H)
             out[start : start + len(q_len)] += ((q * r).sum(dim=1) / member.config.temperature).double()
