@@ -1,6 +1,7 @@
 """Package relevance models (scripts/train_relevance.py runs) as the shipped chatbot/pretrained/relevance.pt.
 
     python scripts/ship_relevance.py runs/relevance2/best.pt runs/relevance-s1/best.pt
+    python scripts/ship_relevance.py chatbot/pretrained/relevance.pt runs/relevance-s2/best.pt   # add a member
 
 Two or more runs on the same dataset (so the same tokenizer, normalization and tf-idf table) with
 different seeds become one `RelevanceEnsemble`: the file holds the config, the tokenizer and the
@@ -31,6 +32,14 @@ MEMBER = ("step", "epoch", "metrics")
 TOLERANCE = 0.05
 
 
+def unpack(state: dict) -> list[dict]:
+    """A checkpoint -> the runs in it: a run is itself, a shipped ensemble is one run per member."""
+    if "members" not in state:
+        return [state]
+    shared = {k: v for k, v in state.items() if k != "members"}
+    return [{**shared, **member} for member in state["members"]]
+
+
 def pack(states: list[dict]) -> dict:
     """Relevance checkpoints of one dataset -> one shipped ensemble checkpoint (fp16 weights)."""
     first = states[0]
@@ -53,13 +62,17 @@ def probe_scores(model, state: dict) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="relevance checkpoints (RUN/best.pt from scripts/train_relevance.py)")
+    parser.add_argument(
+        "runs", nargs="+", help="relevance checkpoints (RUN/best.pt from scripts/train_relevance.py, or a shipped ensemble)"
+    )
     parser.add_argument("--out", default=str(DEFAULT_RELEVANCE), help="where to write the shipped relevance model")
     args = parser.parse_args(argv)
     try:
-        states = [load_checkpoint(path) for path in args.runs]
+        states = [run for path in args.runs for run in unpack(load_checkpoint(path))]
         if any(s.get("kind") != "relevance" or "model" not in s for s in states):
-            raise ChatbotError("every run must be a relevance checkpoint written by scripts/train_relevance.py")
+            raise ChatbotError(
+                "every run must be a relevance checkpoint written by scripts/train_relevance.py or scripts/ship_relevance.py"
+            )
         shipped = pack(states)
     except ChatbotError as err:
         print(f"ship_relevance: error: {err}", file=sys.stderr)

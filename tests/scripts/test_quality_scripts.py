@@ -64,6 +64,14 @@ def test_train_relevance_then_tune_rerank(tmp_path, capsys):
     mean = (relevance_scores(members[0], ids, ids[::-1]) + relevance_scores(members[1], ids, ids[::-1])) / 2
     assert relevance_scores(ensemble, ids, ids[::-1]).tolist() == pytest.approx(mean.tolist(), abs=0.05)
     assert load_overlap(shipped, "shipped.pt").df == overlap.df  # the table travels once, unchanged
+    # a shipped ensemble takes another member; its own members come through unchanged
+    three_pt = str(tmp_path / "three.pt")
+    assert load_script("ship_relevance").main([str(tmp_path / "shipped.pt"), runs[0], "--out", three_pt]) == 0
+    three = load_checkpoint(three_pt)
+    assert [m["step"] for m in three["members"]] == [m["step"] for m in shipped["members"]] + [shipped["members"][0]["step"]]
+    for got, want in zip(three["members"], [*shipped["members"], shipped["members"][0]], strict=True):
+        assert all(torch.equal(got["model"][k], want["model"][k]) for k in want["model"])
+    assert "3 members" in capsys.readouterr().out
     voc = load_prepared(data).tokenizer
     fwd = write_checkpoint(tmp_path / "f.pt", random_model(len(voc), seed=1, hidden=16), voc)
     bwd = write_checkpoint(tmp_path / "b.pt", random_model(len(voc), seed=2, hidden=16), voc)
