@@ -65,10 +65,10 @@ class DecodeSettings:
     )
     length_bonus: float = field(default=1.0, metadata={"help": "rerank: score added per word of the reply"})
     relevance_weight: float = field(
-        default=32.0, metadata={"help": "rerank: weight of the relevance model's score (0 = not used)"}
+        default=48.0, metadata={"help": "rerank: weight of the relevance model's score (0 = not used)"}
     )
     overlap_weight: float = field(
-        default=128.0, metadata={"help": "rerank: weight of the query and reply's tf-idf word overlap (0 = not used)"}
+        default=256.0, metadata={"help": "rerank: weight of the query and reply's tf-idf word overlap (0 = not used)"}
     )
 
     def __post_init__(self) -> None:

@@ -117,7 +117,7 @@ def main() -> None:
             "greedy (stops at EOS)": lambda p: bot.reply(p, greedy),
             "beam-5": lambda p: bot.reply(p, beam5),
         }
-        if bot.backward is not None:
+        if bot.backward is not None or bot.relevance is not None:  # rerank needs one of them
             fns["rerank (the tab's default)"] = lambda p: bot.reply(p, DEFAULTS)
         for name, (wall, cpu) in measure(fns, PROBES, args.repeats).items():
             cells = " | ".join(f"{np.percentile(ms, q):.1f}" for ms in (wall, cpu) for q in (50, 90))

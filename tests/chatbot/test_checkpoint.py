@@ -219,6 +219,16 @@ def test_the_shipped_model_passes_every_check():
     assert check_fields(state) is None and state["normalize"] == "tutorial" and state["max_length"] == 20
 
 
+def test_the_shipped_weights_fit_the_60_mb_budget():
+    from chatbot.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_RELEVANCE
+
+    if not DEFAULT_CHECKPOINT.exists():
+        pytest.skip(f"no shipped model at {DEFAULT_CHECKPOINT}")
+    shipped = list(DEFAULT_CHECKPOINT.parent.glob("*.pt"))
+    assert DEFAULT_CHECKPOINT in shipped and DEFAULT_RELEVANCE in shipped
+    assert sum(path.stat().st_size for path in shipped) <= 60e6  # issue 10: at most 60 MB in all
+
+
 def test_the_first_shipped_model_still_loads_and_replies(tmp_path):
     """Checkpoints written before this change (the first shipped model, from git history) load and reply."""
     import subprocess
