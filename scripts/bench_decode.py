@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from chatbot.app import DEFAULTS
+from chatbot.app import tab_defaults
 from chatbot.checkpoint import DEFAULT_CHECKPOINT
 from chatbot.decode import source_tensors
 from chatbot.evaluate import PROBES
@@ -84,7 +84,7 @@ def measure(fns: dict, prompts: list[str], repeats: int) -> dict[str, tuple[list
     return times
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=None, help="model to time (default: the shipped one if present)")
     parser.add_argument("--backward", default=None, help="backward model for rerank (default: the shipped one's)")
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--random", action="store_true", help="time a random tutorial-size model instead")
     parser.add_argument("--repeats", type=int, default=10, help="passes over the probe prompts")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op thread counts to try")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.random or (args.checkpoint is None and not DEFAULT_CHECKPOINT.exists()):
         bot = tutorial_size_bot()
@@ -110,6 +110,7 @@ def main() -> None:
     print()
     print("| threads | decoder | wall p50 ms | wall p90 ms | CPU p50 ms | CPU p90 ms |")
     print("|---|---|---|---|---|---|")
+    tab = tab_defaults(bot)  # rerank when the bot has a model to score with, as in the tab
     for threads in args.threads:
         torch.set_num_threads(threads)
         fns = {
@@ -117,8 +118,8 @@ def main() -> None:
             "greedy (stops at EOS)": lambda p: bot.reply(p, greedy),
             "beam-5": lambda p: bot.reply(p, beam5),
         }
-        if bot.backward is not None or bot.relevance is not None:  # rerank needs one of them
-            fns["rerank (the tab's default)"] = lambda p: bot.reply(p, DEFAULTS)
+        if tab.strategy == "rerank":
+            fns["rerank (the tab's default)"] = lambda p: bot.reply(p, tab)
         for name, (wall, cpu) in measure(fns, PROBES, args.repeats).items():
             cells = " | ".join(f"{np.percentile(ms, q):.1f}" for ms in (wall, cpu) for q in (50, 90))
             print(f"| {threads} | {name} | {cells} |", flush=True)

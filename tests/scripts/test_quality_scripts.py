@@ -107,3 +107,26 @@ def test_ship_relevance_refuses_runs_that_do_not_match(tmp_path, capsys):
     assert "differ in their tokenizer" in capsys.readouterr().err and not (tmp_path / "out.pt").exists()
     assert load_script("ship_relevance").main([str(tmp_path / "nowhere.pt")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_bench_decode_times_rerank_with_a_relevance_model_alone(tmp_path, capsys):
+    """No backward model, as shipped: the tab's default (rerank) must still get its row."""
+    data = write_prepared(tmp_path / "data", n_train=64, n_valid=20)
+    args = [str(data), "--out", str(tmp_path / "rel"), "--hidden-size", "8", "--batch-size", "16"]
+    assert load_script("train_relevance").main([*args, "--epochs", "1", "--eval-pairs", "20"]) == 0
+    voc = load_prepared(data).tokenizer
+    fwd = write_checkpoint(tmp_path / "f.pt", random_model(len(voc), seed=1, hidden=16), voc, max_length=4)
+    bench = load_script("bench_decode")
+    common = ["--checkpoint", str(fwd), "--repeats", "1", "--threads", "1"]
+    capsys.readouterr()
+    bench.main([*common, "--relevance", str(tmp_path / "rel" / "best.pt")])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |")]
+    assert [row.split(" | ")[1] for row in rows] == [
+        "tutorial GreedySearchDecoder",
+        "greedy (stops at EOS)",
+        "beam-5",
+        "rerank (the tab's default)",
+    ]
+    bench.main(common)  # nothing to score with: the tab samples, so there is no rerank row
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |")]
+    assert len(rows) == 3 and not any("rerank" in row for row in rows)
