@@ -79,6 +79,7 @@ class TrainConfig:
     cpu_amp: bool = False
     label_smoothing: float = 0.0  # not in the tutorial; OpenNMT-py's --label_smoothing (0 = plain NLL)
     bucket: int = 0  # not in the tutorial: sort each run of this many batches by length (0 = plain shuffle)
+    init_from: str = ""  # not in the tutorial: a checkpoint whose weights a new run starts from ("" = random)
 
 
 MODEL_HELP = {
@@ -108,6 +109,8 @@ TRAIN_HELP = {
     "label_smoothing": "spread this much of each target's probability over the vocabulary in the training loss",
     "bucket": "length bucketing: sort every run of this many batches by target length, then shuffle the "
     "batches, so a batch pads less (0 = off)",
+    "init_from": "start from this checkpoint's weights (same tokenizer; a fresh optimizer and step 0): to train "
+    "on with other settings, e.g. a lower learning rate; the network is the checkpoint's",
 }
 
 
@@ -133,6 +136,7 @@ FLAG_TYPES = {
     "seed": int_in(0),
     "label_smoothing": float_in(0, 1, high_open=True),
     "bucket": int_in(0, 100_000),
+    "init_from": str,
 }
 CHOICES = {"attn_model": ["dot", "general", "concat"]}
 
@@ -599,6 +603,8 @@ def train(
     examples, valid, valid_words = training_data(dataset, world_size)
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = Seq2Seq(replace(model_config, vocab_size=len(dataset.tokenizer))).to(device)
+    if resume_state is None and config.init_from:
+        model.load_state_dict(load_init_state(config.init_from, dataset.tokenizer)["model"])
     optimizer = make_optimizer(model, config, device)
     tf_gen = torch.Generator().manual_seed(config.seed)
     at = Progress() if resume_state is None else resume(resume_state, model, optimizer, tf_gen, config, world_size)
@@ -681,10 +687,28 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_dataclass_flags(parser, TrainConfig, TRAIN_HELP, FLAG_TYPES, "training", only_given=True)
 
 
-def configs_from_args(args: argparse.Namespace, resume_state: dict | None) -> tuple[ModelConfig, TrainConfig]:
-    """Dataclass defaults (or the checkpoint's configs on --resume), overridden by the flags given."""
+# What --init-from may change about the checkpoint's network: not its shape, so its weights fit.
+INIT_FROM_MAY_CHANGE = ("dropout",)
+
+
+def configs_from_args(
+    args: argparse.Namespace, resume_state: dict | None, init_state: dict | None = None
+) -> tuple[ModelConfig, TrainConfig]:
+    """Dataclass defaults (or the checkpoint's configs on --resume), overridden by the flags given.
+
+    With --init-from the network is `init_state`'s (its dropout may be changed), the training settings
+    the defaults and the flags."""
     given = vars(args)
-    if resume_state is None:
+    if init_state is not None and resume_state is None:
+        model_config = ModelConfig.from_dict(init_state["model_config"])
+        changed = [
+            k for k in MODEL_HELP if k in given and given[k] != getattr(model_config, k) and k not in INIT_FROM_MAY_CHANGE
+        ]
+        if changed:
+            raise ChatbotError(f"--init-from keeps the checkpoint's network; drop --{changed[0].replace('_', '-')}")
+        model_config = replace(model_config, **{k: given[k] for k in INIT_FROM_MAY_CHANGE if k in given})
+        train_config = TrainConfig()
+    elif resume_state is None:
         model_config = ModelConfig(**{k: given[k] for k in MODEL_HELP if k in given})
         if model_config.decoder_n_layers > model_config.encoder_n_layers:  # the decoder starts from their state
             raise ChatbotError(
@@ -713,6 +737,16 @@ def load_resume_state(out_dir: Path, tokenizer: Any) -> dict[str, Any]:
         raise ChatbotError(f"{out_dir / 'last.pt'} cannot be resumed: it has no {missing[0]}")
     if state["tokenizer"] != tokenizer.state_dict():
         raise ChatbotError(f"{out_dir / 'last.pt'} was trained with another tokenizer than this dataset's")
+    return state
+
+
+def load_init_state(path: str | Path, tokenizer: Any) -> dict[str, Any]:
+    """The checkpoint --init-from names, checked to hold weights for this dataset's tokenizer."""
+    state = load_checkpoint(path)
+    if "model" not in state or "model_config" not in state:
+        raise ChatbotError(f"{path} holds no model weights to start from")
+    if state.get("tokenizer") != tokenizer.state_dict():
+        raise ChatbotError(f"{path} was trained with another tokenizer than this dataset's: prepare its data alike")
     return state
 
 
@@ -749,7 +783,8 @@ def run(args: argparse.Namespace) -> int:
             check_out_dir(out_dir, None, [args.data_dir])
         dataset = load_prepared(args.data_dir)
         resume_state = load_resume_state(out_dir, dataset.tokenizer) if args.resume else None
-        model_config, config = configs_from_args(args, resume_state)
+        init_state = load_init_state(args.init_from, dataset.tokenizer) if getattr(args, "init_from", "") else None
+        model_config, config = configs_from_args(args, resume_state, init_state)
         result = train(dataset, out_dir, model_config, config, device, resume_state, progress=not args.no_progress)
     finally:
         if dist.is_available() and dist.is_initialized():

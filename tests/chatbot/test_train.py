@@ -17,6 +17,7 @@ from chatbot.checkpoint import load_checkpoint, load_model
 from chatbot.cli import main as cli_main
 from chatbot.errors import ChatbotError
 from chatbot.model.network import ModelConfig
+from chatbot.tokenizers import Voc
 from chatbot.train import TrainConfig, train
 from tests.chatbot.sentinels import assert_one_line_refusal, plant_notes, snapshot
 from tests.chatbot.tiny_data import tiny_dataset, write_prepared
@@ -434,3 +435,34 @@ def test_a_device_this_machine_lacks_is_refused_while_parsing(tmp_path, capsys):
         "(see `chatbot train --help`)\n"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path, capsys):
+    torch.set_num_threads(1)
+    data_dir = write_prepared(tmp_path / "data")
+    quiet = ["--no-progress", "--num-threads", "1", "--eval-every", "0", "--save-every", "0"]
+    first = tmp_path / "first"
+    assert cli_main(["train", str(data_dir), "--out", str(first), *TINY_MODEL, "--max-steps", "30", *quiet]) == 0
+    start = load_checkpoint(first / "last.pt")  # 30 steps from the seed's random weights
+    second = tmp_path / "second"
+    init = ["--init-from", str(first / "last.pt")]
+    args = ["train", str(data_dir), "--out", str(second), *init, "--dropout", "0.3", "--learning-rate", "1e-9"]
+    assert cli_main([*args, "--max-steps", "1", *quiet]) == 0
+    state = load_checkpoint(second / "last.pt")
+    assert state["step"] == 1 and state["train_config"]["init_from"] == str(first / "last.pt")
+    assert state["model_config"] == {**start["model_config"], "dropout": 0.3}  # the network, dropout changed
+    for name, weight in start["model"].items():  # one step at a learning rate of 1e-9 barely moves them
+        torch.testing.assert_close(state["model"][name], weight, rtol=0, atol=1e-6)
+    capsys.readouterr()
+    other = write_prepared(tmp_path / "other")
+    voc = Voc("other")
+    voc.addWord("a")
+    voc.save(other)  # the same pairs, another vocabulary
+    for data, extra, message in (
+        (data_dir, ["--hidden-size", "32"], "--init-from keeps the checkpoint's network; drop --hidden-size"),
+        (other, [], "was trained with another tokenizer than this dataset's"),
+    ):
+        code = cli_main(["train", str(data), "--out", str(tmp_path / "run"), *init, *extra, *quiet])
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.strip().splitlines()) == 1 and message in err, err
+        assert not (tmp_path / "run" / "last.pt").exists()

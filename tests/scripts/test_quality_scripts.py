@@ -130,3 +130,37 @@ def test_bench_decode_times_rerank_with_a_relevance_model_alone(tmp_path, capsys
     bench.main(common)  # nothing to score with: the tab samples, so there is no rerank row
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |")]
     assert len(rows) == 3 and not any("rerank" in row for row in rows)
+
+
+def test_blind_check_sheet_hides_the_settings_and_score_counts_them_back(tmp_path, capsys):
+    data = write_prepared(tmp_path / "data", n_train=64, n_valid=40)
+    dataset = load_prepared(data)
+    voc = dataset.tokenizer
+    fwd = write_checkpoint(tmp_path / "f.pt", random_model(len(voc), seed=1, hidden=16), voc, max_length=5)
+    blind = load_script("blind_check")
+    out = tmp_path / "blind"
+    args = ["sheet", str(data), "--out", str(out), "--checkpoint", str(fwd), "--exclude-train", str(data)]
+    args += ["--n", "6", "--min-words", "1", "--setting", "hot:temperature=5.0", "--setting", "greedy:strategy=greedy"]
+    assert blind.main(args) == 0
+    key = json.loads((out / "key.json").read_text())
+    trained = {q for q, _ in dataset.train}
+    assert {q for q, _ in dataset.valid} & trained  # some valid queries were trained on: they must be left out
+    assert len(key["items"]) == 6 and not {item["query"] for item in key["items"]} & trained
+    sheet = (out / "sheet.md").read_text()
+    blocks = sheet.split("\n## ")[1:]
+    for block, item in zip(blocks, key["items"], strict=True):
+        replies = [line.split("] ", 1)[1] for line in block.splitlines() if line.startswith("- **")]
+        assert len(replies) == len(set(replies)) == len(set(item["letters"].values()))  # each reply shown once
+    # judge: letter a sensible, b dull, the rest wrong; the counts come back per setting
+    judged = sheet.replace("**a** [ ]", "**a** [s]").replace("**b** [ ]", "**b** [d]").replace("[ ]", "[w]")
+    (out / "sheet.md").write_text(judged)
+    capsys.readouterr()
+    assert blind.main(["score", str(out)]) == 0
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in capsys.readouterr().out.splitlines()[2:]}
+    for name in ("hot", "greedy"):
+        letters = [item["letters"][name] for item in key["items"]]
+        expected = [letters.count("a"), letters.count("b"), len(letters) - letters.count("a") - letters.count("b")]
+        assert [int(x.strip(" |")) for x in rows[name]] == expected
+    (out / "sheet.md").write_text(sheet)  # not judged yet: refused in one line
+    assert blind.main(["score", str(out)]) == 1
+    assert "not judged" in capsys.readouterr().err

@@ -1,0 +1,146 @@
+"""Compare decoding settings by reading their replies blind: a sheet to judge, then the counts per setting.
+
+    python scripts/blind_check.py sheet corpus/prepared/cornell-v1 --out runs/blind \\
+        --exclude-train corpus/prepared/w20,corpus/prepared/w30-all \\
+        --setting shipped: --setting block3:no_repeat_ngram_size=3
+    # judge runs/blind/sheet.md: put s, d or w (sensible / dull / wrong) after each reply's letter
+    python scripts/blind_check.py score runs/blind
+
+`sheet` picks `--n` queries of a split (a fixed shuffle; `--min-words` to `--max-words` words; none of them
+the query of a training pair of the `--exclude-train` datasets, so no model has seen them, and none a probe
+prompt), replies to query n with seed n - 1 under every setting (the chat tab's defaults, changed by
+`key=value,...`), and writes `sheet.md` with each query's replies in a shuffled order under letters, and
+`key.json`, which says which letter is which setting. Equal replies share one letter, so the judge sees
+each reply once. `score` reads the judged sheet and prints sensible / dull / wrong per setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from chatbot.app import tab_defaults  # noqa: E402
+from chatbot.decode import DecodeSettings  # noqa: E402
+from chatbot.errors import ChatbotError  # noqa: E402
+from chatbot.evaluate import PROBES, TUTORIAL, read_pairs, train_pairs  # noqa: E402
+from chatbot.normalize import normalize_string  # noqa: E402
+from chatbot.reply import Chatbot  # noqa: E402
+
+LABELS = {"s": "sensible", "d": "dull", "w": "wrong"}
+LINE = re.compile(r"^- \*\*([a-z])\*\* \[([sdw ]?)\] ")
+
+
+def parse_setting(text: str, base: DecodeSettings) -> tuple[str, DecodeSettings]:
+    """'name:key=value,...' -> (name, base with those fields changed)."""
+    name, _, changes = text.partition(":")
+    names = {f.name for f in fields(DecodeSettings)}
+    kwargs: dict[str, object] = {}
+    for item in filter(None, changes.split(",")):
+        key, _, value = item.partition("=")
+        if key not in names:
+            raise ChatbotError(f"unknown setting {key!r} in {text!r}")
+        current = getattr(base, key)
+        kwargs[key] = value if isinstance(current, str) else float(value) if isinstance(current, float) else int(value)
+    return name, replace(base, **kwargs)
+
+
+def pick_queries(pairs: list[tuple[str, str]], trained_queries: set[str], n: int, seed: int, words: range) -> list[str]:
+    """n distinct queries of `pairs`, a fixed shuffle, none trained on and none a probe prompt."""
+    probes = {normalize_string(p) for p in PROBES} | {normalize_string(p) for p, _ in TUTORIAL}
+    queries = sorted({q for q, _ in pairs})
+    random.Random(seed).shuffle(queries)
+    keep = [q for q in queries if len(q.split()) in words and q not in trained_queries and q not in probes]
+    return keep[:n]
+
+
+def sheet(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    bot = Chatbot.from_checkpoint(args.checkpoint)
+    base = tab_defaults(bot)
+    settings = dict(parse_setting(s, base) for s in args.setting)
+    trained = set()
+    for path in filter(None, args.exclude_train.split(",")):
+        trained |= {q for q, _ in train_pairs(path)}
+    queries = pick_queries(read_pairs(args.data, args.split), trained, args.n, args.seed, range(args.min_words, args.max_words + 1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(args.seed + 1)
+    lines, key = [f"# Blind check: {len(queries)} queries of {args.data} ({args.split})", ""], []
+    for i, query in enumerate(queries):
+        replies = {name: bot.reply(query, replace(s, seed=i)) for name, s in settings.items()}
+        distinct = sorted(set(replies.values()))
+        rng.shuffle(distinct)
+        letters = {reply: "abcdefgh"[j] for j, reply in enumerate(distinct)}
+        key.append({"query": query, "letters": {name: letters[r] for name, r in replies.items()}})
+        lines += [f"## {i + 1}. {query}", ""] + [f"- **{letters[r]}** [ ] {r}" for r in distinct] + [""]
+    (out / "sheet.md").write_text("\n".join(lines), encoding="utf-8")
+    meta = {"settings": {n: repr(s) for n, s in settings.items()}, "checkpoint": args.checkpoint, "items": key}
+    (out / "key.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    print(f"wrote {out / 'sheet.md'} ({len(queries)} queries, {len(settings)} settings) and {out / 'key.json'}")
+    return 0
+
+
+def read_judgments(text: str) -> list[dict[str, str]]:
+    """A judged sheet -> per query, letter -> 'sensible' / 'dull' / 'wrong'."""
+    items: list[dict[str, str]] = []
+    for line in text.splitlines():
+        if line.startswith("## "):
+            items.append({})
+        elif (m := LINE.match(line)) and items:
+            if m.group(2).strip() not in LABELS:
+                raise ChatbotError(f"reply not judged: {line!r}")
+            items[-1][m.group(1)] = LABELS[m.group(2)]
+    return items
+
+
+def score(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    meta = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+    judged = read_judgments((folder / "sheet.md").read_text(encoding="utf-8"))
+    if len(judged) != len(meta["items"]):
+        raise ChatbotError(f"sheet has {len(judged)} queries, key.json {len(meta['items'])}")
+    print("| setting | sensible | dull | wrong |\n|---|---|---|---|")
+    for name in meta["settings"]:
+        labels = [j[item["letters"][name]] for j, item in zip(judged, meta["items"], strict=True)]
+        print(f"| {name} | {labels.count('sensible')} | {labels.count('dull')} | {labels.count('wrong')} |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("sheet", help="write the sheet to judge and its key")
+    p.add_argument("data", help="prepared dataset folder or TSV to draw queries from")
+    p.add_argument("--out", required=True, help="folder for sheet.md and key.json")
+    p.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
+    p.add_argument("--setting", action="append", required=True, help="NAME:key=value,... over the tab's defaults")
+    p.add_argument("--exclude-train", default="", help="prepared folders whose training queries are left out")
+    p.add_argument("--split", default="valid", help="split of a prepared folder")
+    p.add_argument("--n", type=int, default=40, help="queries")
+    p.add_argument("--seed", type=int, default=123, help="shuffle seed")
+    p.add_argument("--min-words", type=int, default=3)
+    p.add_argument("--max-words", type=int, default=9)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.set_defaults(run=sheet)
+    s = sub.add_parser("score", help="count a judged sheet's labels per setting")
+    s.add_argument("folder", help="the folder `sheet` wrote")
+    s.set_defaults(run=score)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ChatbotError, OSError, ValueError) as err:
+        print(f"blind_check: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
