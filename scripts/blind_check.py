@@ -9,7 +9,7 @@
 `sheet` picks `--n` queries of a split (a fixed shuffle; `--min-words` to `--max-words` words; none of them
 the query of a training pair of the `--exclude-train` datasets, so no model has seen them, and none a probe
 prompt), replies to query n with seed n - 1 under every setting (the chat tab's defaults, changed by
-`key=value,...`), and writes `sheet.md` with each query's replies in a shuffled order under letters, and
+`key=value,...`; `checkpoint=PATH` replies with another model), and writes `sheet.md` with each query's replies in a shuffled order under letters, and
 `key.json`, which says which letter is which setting. Equal replies share one letter, so the judge sees
 each reply once. `score` reads the judged sheet and prints sensible / dull / wrong per setting.
 """
@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from chatbot.app import tab_defaults  # noqa: E402
+from chatbot.checkpoint import DEFAULT_RELEVANCE  # noqa: E402
 from chatbot.decode import DecodeSettings  # noqa: E402
 from chatbot.errors import ChatbotError  # noqa: E402
 from chatbot.evaluate import PROBES, TUTORIAL, read_pairs, train_pairs  # noqa: E402
@@ -39,18 +40,22 @@ LABELS = {"s": "sensible", "d": "dull", "w": "wrong"}
 LINE = re.compile(r"^- \*\*([a-z])\*\* \[([sdw ]?)\] ")
 
 
-def parse_setting(text: str, base: DecodeSettings) -> tuple[str, DecodeSettings]:
-    """'name:key=value,...' -> (name, base with those fields changed)."""
+def parse_setting(text: str, base: DecodeSettings) -> tuple[str, DecodeSettings, str | None]:
+    """'name:key=value,...' -> (name, base with those fields changed, the checkpoint= given or None)."""
     name, _, changes = text.partition(":")
     names = {f.name for f in fields(DecodeSettings)}
     kwargs: dict[str, object] = {}
+    checkpoint = None
     for item in filter(None, changes.split(",")):
         key, _, value = item.partition("=")
+        if key == "checkpoint":
+            checkpoint = value
+            continue
         if key not in names:
             raise ChatbotError(f"unknown setting {key!r} in {text!r}")
         current = getattr(base, key)
         kwargs[key] = value if isinstance(current, str) else float(value) if isinstance(current, float) else int(value)
-    return name, replace(base, **kwargs)
+    return name, replace(base, **kwargs), checkpoint
 
 
 def pick_queries(pairs: list[tuple[str, str]], trained_queries: set[str], n: int, seed: int, words: range) -> list[str]:
@@ -64,9 +69,14 @@ def pick_queries(pairs: list[tuple[str, str]], trained_queries: set[str], n: int
 
 def sheet(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    bot = Chatbot.from_checkpoint(args.checkpoint)
-    base = tab_defaults(bot)
-    settings = dict(parse_setting(s, base) for s in args.setting)
+    default = Chatbot.from_checkpoint(args.checkpoint, relevance=args.relevance)
+    relevance = args.relevance or (DEFAULT_RELEVANCE if DEFAULT_RELEVANCE.exists() else None)
+    base = tab_defaults(default)
+    settings, bots = {}, {}
+    for text in args.setting:
+        name, setting, checkpoint = parse_setting(text, base)
+        settings[name] = setting
+        bots[name] = default if checkpoint is None else Chatbot.from_checkpoint(checkpoint, relevance=relevance)
     trained = set()
     for path in filter(None, args.exclude_train.split(",")):
         trained |= {q for q, _ in train_pairs(path)}
@@ -76,14 +86,15 @@ def sheet(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed + 1)
     lines, key = [f"# Blind check: {len(queries)} queries of {args.data} ({args.split})", ""], []
     for i, query in enumerate(queries):
-        replies = {name: bot.reply(query, replace(s, seed=i)) for name, s in settings.items()}
+        replies = {name: bots[name].reply(query, replace(s, seed=i)) for name, s in settings.items()}
         distinct = sorted(set(replies.values()))
         rng.shuffle(distinct)
         letters = {reply: "abcdefgh"[j] for j, reply in enumerate(distinct)}
         key.append({"query": query, "letters": {name: letters[r] for name, r in replies.items()}})
         lines += [f"## {i + 1}. {query}", ""] + [f"- **{letters[r]}** [ ] {r}" for r in distinct] + [""]
     (out / "sheet.md").write_text("\n".join(lines), encoding="utf-8")
-    meta = {"settings": {n: repr(s) for n, s in settings.items()}, "checkpoint": args.checkpoint, "items": key}
+    checkpoints = {n: bots[n].description for n in settings}
+    meta = {"settings": {n: repr(s) for n, s in settings.items()}, "checkpoints": checkpoints, "items": key}
     (out / "key.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     print(f"wrote {out / 'sheet.md'} ({len(queries)} queries, {len(settings)} settings) and {out / 'key.json'}")
     return 0
@@ -122,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", help="prepared dataset folder or TSV to draw queries from")
     p.add_argument("--out", required=True, help="folder for sheet.md and key.json")
     p.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
+    p.add_argument("--relevance", default=None, help="relevance model for rerank (default: the shipped one)")
     p.add_argument("--setting", action="append", required=True, help="NAME:key=value,... over the tab's defaults")
     p.add_argument("--exclude-train", default="", help="prepared folders whose training queries are left out")
     p.add_argument("--split", default="valid", help="split of a prepared folder")

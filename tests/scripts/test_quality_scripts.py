@@ -140,9 +140,14 @@ def test_blind_check_sheet_hides_the_settings_and_score_counts_them_back(tmp_pat
     blind = load_script("blind_check")
     out = tmp_path / "blind"
     args = ["sheet", str(data), "--out", str(out), "--checkpoint", str(fwd), "--exclude-train", str(data)]
+    other = write_checkpoint(tmp_path / "g.pt", random_model(len(voc), seed=2, hidden=16), voc, max_length=5)
     args += ["--n", "6", "--min-words", "1", "--setting", "hot:temperature=5.0", "--setting", "greedy:strategy=greedy"]
+    args += ["--setting", f"other:strategy=greedy,checkpoint={other}"]
     assert blind.main(args) == 0
     key = json.loads((out / "key.json").read_text())
+    assert str(other) in key["checkpoints"]["other"] and str(fwd) in key["checkpoints"]["greedy"]
+    # another model's greedy replies differ from this one's somewhere: its setting was really another model
+    assert any(item["letters"]["other"] != item["letters"]["greedy"] for item in key["items"])
     trained = {q for q, _ in dataset.train}
     assert {q for q, _ in dataset.valid} & trained  # some valid queries were trained on: they must be left out
     assert len(key["items"]) == 6 and not {item["query"] for item in key["items"]} & trained
@@ -157,7 +162,7 @@ def test_blind_check_sheet_hides_the_settings_and_score_counts_them_back(tmp_pat
     capsys.readouterr()
     assert blind.main(["score", str(out)]) == 0
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in capsys.readouterr().out.splitlines()[2:]}
-    for name in ("hot", "greedy"):
+    for name in ("hot", "greedy", "other"):
         letters = [item["letters"][name] for item in key["items"]]
         expected = [letters.count("a"), letters.count("b"), len(letters) - letters.count("a") - letters.count("b")]
         assert [int(x.strip(" |")) for x in rows[name]] == expected
