@@ -587,15 +587,16 @@ def training_data(dataset: Any, world_size: int) -> tuple[PairTensors, PairTenso
 
 
 def train(
-    dataset: Any,
+    dataset: Any,  # a PreparedDataset: train, valid, tokenizer, normalize, max_length
     out_dir: str | Path,
     model_config: ModelConfig,
     config: TrainConfig,
     device: str | torch.device = "cpu",
     resume_state: dict[str, Any] | None = None,
     progress: bool = True,
+    init_state: dict[str, Any] | None = None,  # config.init_from's checkpoint, if the caller has loaded it
 ) -> TrainResult:
-    """Train on `dataset` (a PreparedDataset: train, valid, tokenizer, normalize, max_length) into `out_dir`."""
+    """Train on `dataset` into `out_dir`; a new run starts from `config.init_from`'s weights if set."""
     device, out_dir = torch.device(device), Path(out_dir)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
@@ -604,7 +605,7 @@ def train(
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = Seq2Seq(replace(model_config, vocab_size=len(dataset.tokenizer))).to(device)
     if resume_state is None and config.init_from:
-        model.load_state_dict(load_init_state(config.init_from, dataset.tokenizer)["model"])
+        model.load_state_dict((init_state or load_init_state(config.init_from, dataset.tokenizer))["model"])
     optimizer = make_optimizer(model, config, device)
     tf_gen = torch.Generator().manual_seed(config.seed)
     at = Progress() if resume_state is None else resume(resume_state, model, optimizer, tf_gen, config, world_size)
@@ -774,6 +775,8 @@ def run(args: argparse.Namespace) -> int:
         if device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 matmuls for whatever autocast leaves in fp32
         out_dir = Path(args.out)
+        if args.resume and getattr(args, "init_from", ""):
+            raise ChatbotError("--init-from starts a new run; --resume continues one from its last.pt: drop one")
         if not args.resume:  # before loading anything: a refusal costs nothing
             if (out_dir / "last.pt").exists():
                 raise ChatbotError(
@@ -785,7 +788,9 @@ def run(args: argparse.Namespace) -> int:
         resume_state = load_resume_state(out_dir, dataset.tokenizer) if args.resume else None
         init_state = load_init_state(args.init_from, dataset.tokenizer) if getattr(args, "init_from", "") else None
         model_config, config = configs_from_args(args, resume_state, init_state)
-        result = train(dataset, out_dir, model_config, config, device, resume_state, progress=not args.no_progress)
+        result = train(
+            dataset, out_dir, model_config, config, device, resume_state, not args.no_progress, init_state
+        )
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

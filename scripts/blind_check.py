@@ -11,7 +11,7 @@ the query of a training pair of the `--exclude-train` datasets, so no model has 
 prompt), replies to query n with seed n - 1 under every setting (the chat tab's defaults, changed by
 `key=value,...`; `checkpoint=PATH` replies with another model), and writes `sheet.md` with each query's replies in a shuffled order under letters, and
 `key.json`, which says which letter is which setting. Equal replies share one letter, so the judge sees
-each reply once. `score` reads the judged sheet and prints sensible / dull / wrong per setting.
+each reply once; `--out` must be a new or empty folder, so a judged sheet is never replaced. `score` reads the judged sheet and prints sensible / dull / wrong per setting.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import json
 import random
 import re
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,28 +33,32 @@ from chatbot.checkpoint import DEFAULT_RELEVANCE  # noqa: E402
 from chatbot.decode import DecodeSettings  # noqa: E402
 from chatbot.errors import ChatbotError  # noqa: E402
 from chatbot.evaluate import PROBES, TUTORIAL, read_pairs, train_pairs  # noqa: E402
+from chatbot.files import atomic_write_bytes, check_out_dir  # noqa: E402
 from chatbot.normalize import normalize_string  # noqa: E402
-from chatbot.reply import Chatbot  # noqa: E402
+from chatbot.reply import DECODE_FLAG_TYPES, Chatbot  # noqa: E402
 
 LABELS = {"s": "sensible", "d": "dull", "w": "wrong"}
 LINE = re.compile(r"^- \*\*([a-z])\*\* \[([sdw ]?)\] ")
 
 
 def parse_setting(text: str, base: DecodeSettings) -> tuple[str, DecodeSettings, str | None]:
-    """'name:key=value,...' -> (name, base with those fields changed, the checkpoint= given or None)."""
+    """'name:key=value,...' -> (name, base with those fields changed, the checkpoint= given or None).
+
+    Values are read and checked as the decoding flags of `chatbot chat` read theirs."""
     name, _, changes = text.partition(":")
-    names = {f.name for f in fields(DecodeSettings)}
     kwargs: dict[str, object] = {}
     checkpoint = None
     for item in filter(None, changes.split(",")):
         key, _, value = item.partition("=")
         if key == "checkpoint":
             checkpoint = value
-            continue
-        if key not in names:
+        elif key in DECODE_FLAG_TYPES:
+            try:
+                kwargs[key] = DECODE_FLAG_TYPES[key](value)
+            except argparse.ArgumentTypeError as err:
+                raise ChatbotError(f"{key} in {text!r} {err}") from None
+        else:
             raise ChatbotError(f"unknown setting {key!r} in {text!r}")
-        current = getattr(base, key)
-        kwargs[key] = value if isinstance(current, str) else float(value) if isinstance(current, float) else int(value)
     return name, replace(base, **kwargs), checkpoint
 
 
@@ -68,6 +72,8 @@ def pick_queries(pairs: list[tuple[str, str]], trained_queries: set[str], n: int
 
 
 def sheet(args: argparse.Namespace) -> int:
+    # A new or empty folder only: a sheet already there may hold judgments, which must not be lost.
+    out = check_out_dir(args.out, None, [args.data])
     torch.set_num_threads(args.threads)
     default = Chatbot.from_checkpoint(args.checkpoint, relevance=args.relevance)
     relevance = args.relevance or (DEFAULT_RELEVANCE if DEFAULT_RELEVANCE.exists() else None)
@@ -81,8 +87,6 @@ def sheet(args: argparse.Namespace) -> int:
     for path in filter(None, args.exclude_train.split(",")):
         trained |= {q for q, _ in train_pairs(path)}
     queries = pick_queries(read_pairs(args.data, args.split), trained, args.n, args.seed, range(args.min_words, args.max_words + 1))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed + 1)
     lines, key = [f"# Blind check: {len(queries)} queries of {args.data} ({args.split})", ""], []
     for i, query in enumerate(queries):
@@ -92,10 +96,10 @@ def sheet(args: argparse.Namespace) -> int:
         letters = {reply: "abcdefgh"[j] for j, reply in enumerate(distinct)}
         key.append({"query": query, "letters": {name: letters[r] for name, r in replies.items()}})
         lines += [f"## {i + 1}. {query}", ""] + [f"- **{letters[r]}** [ ] {r}" for r in distinct] + [""]
-    (out / "sheet.md").write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_bytes(out / "sheet.md", "\n".join(lines).encode("utf-8"))
     checkpoints = {n: bots[n].description for n in settings}
     meta = {"settings": {n: repr(s) for n, s in settings.items()}, "checkpoints": checkpoints, "items": key}
-    (out / "key.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    atomic_write_bytes(out / "key.json", json.dumps(meta, indent=1).encode("utf-8"))
     print(f"wrote {out / 'sheet.md'} ({len(queries)} queries, {len(settings)} settings) and {out / 'key.json'}")
     return 0
 
@@ -115,13 +119,17 @@ def read_judgments(text: str) -> list[dict[str, str]]:
 
 def score(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
-    meta = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+    try:
+        meta = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+        names, items = list(meta["settings"]), meta["items"]
+    except (ValueError, KeyError, TypeError):
+        raise ChatbotError(f"{folder / 'key.json'} is not the key `blind_check.py sheet` writes") from None
     judged = read_judgments((folder / "sheet.md").read_text(encoding="utf-8"))
-    if len(judged) != len(meta["items"]):
-        raise ChatbotError(f"sheet has {len(judged)} queries, key.json {len(meta['items'])}")
+    if len(judged) != len(items):
+        raise ChatbotError(f"sheet has {len(judged)} queries, key.json {len(items)}")
     print("| setting | sensible | dull | wrong |\n|---|---|---|---|")
-    for name in meta["settings"]:
-        labels = [j[item["letters"][name]] for j, item in zip(judged, meta["items"], strict=True)]
+    for name in names:
+        labels = [j[item["letters"][name]] for j, item in zip(judged, items, strict=True)]
         print(f"| {name} | {labels.count('sensible')} | {labels.count('dull')} | {labels.count('wrong')} |")
     return 0
 

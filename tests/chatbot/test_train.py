@@ -466,3 +466,8 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path, capsys)
         err = capsys.readouterr().err
         assert code == 1 and len(err.strip().splitlines()) == 1 and message in err, err
         assert not (tmp_path / "run" / "last.pt").exists()
+    before = snapshot(second)  # --init-from with --resume: refused before any work, the run untouched
+    assert cli_main(["train", str(data_dir), "--out", str(second), "--resume", *init, *quiet]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("chatbot train: error: --init-from starts a new run") and len(err.splitlines()) == 1, err
+    assert snapshot(second) == before

@@ -166,6 +166,16 @@ def test_blind_check_sheet_hides_the_settings_and_score_counts_them_back(tmp_pat
         letters = [item["letters"][name] for item in key["items"]]
         expected = [letters.count("a"), letters.count("b"), len(letters) - letters.count("a") - letters.count("b")]
         assert [int(x.strip(" |")) for x in rows[name]] == expected
+    # a new sheet into the folder of a judged one: refused in one line, the judgments kept
+    assert blind.main(args) == 1
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert (out / "sheet.md").read_text() == judged
     (out / "sheet.md").write_text(sheet)  # not judged yet: refused in one line
     assert blind.main(["score", str(out)]) == 1
     assert "not judged" in capsys.readouterr().err
+    # a setting's value is checked as `chatbot chat` checks its flag
+    bad = ["sheet", str(data), "--out", str(tmp_path / "b2"), "--checkpoint", str(fwd), "--setting", "x:temperature=-1"]
+    assert blind.main(bad) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("blind_check: error: temperature in 'x:temperature=-1' must be") and len(err.splitlines()) == 1
+    assert not (tmp_path / "b2").exists()
