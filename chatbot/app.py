@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -30,8 +31,10 @@ MAX_MESSAGE_CHARS = 10_000
 EMPTY_MESSAGE = "Say something: type a message and press Enter."
 # Rerank, not the tutorial's greedy search: it won the report card (README, "Quality: the shipped bot"): greedy and beam
 # replies are mostly one of ten dull strings, plain samples are often off-topic, and reranking samples by
-# MMI-bidi keeps replies varied and relevant. Its sampling settings were picked on the valid split.
-DEFAULTS = DecodeSettings(strategy="rerank", temperature=0.8, top_p=0.9, candidates=8)
+# MMI-bidi keeps replies varied and relevant. Its sampling settings were picked on the valid split. The 8
+# training replies the relevance model finds for the message are scored beside the 8 samples (`chatbot.retrieval`):
+# read blind on fresh valid queries, that raised the sensible replies (README, "Retrieved candidates").
+DEFAULTS = DecodeSettings(strategy="rerank", temperature=0.8, top_p=0.9, candidates=8, retrieve=8)
 # Without a backward model (a checkpoint of your own), plain sampling with the same temperature 0.8 / top-p
 # 0.9 rather than the dataclass's 1.0 / 1.0, which samples the model's long tail.
 SAMPLE_DEFAULTS = DecodeSettings(strategy="sample", temperature=0.8, top_p=0.9)
@@ -41,13 +44,13 @@ DESCRIPTION = (
     "A small neural network that learnt to answer from example dialogue (the shipped model: lines from movies). "
     "It answers each message on its own (no memory of earlier turns); short everyday sentences work best. "
     "How it picks words "
-    "(Decoding settings, below): rerank writes several replies at random and keeps the one that fits your "
-    "message best, sample draws each word at random among the likely ones (a new reply each time), greedy "
+    "(Decoding settings, below): rerank writes several replies at random, adds lines from the films that "
+    "suit your message, and keeps the one that fits best, sample draws each word at random among the likely ones (a new reply each time), greedy "
     "takes the likeliest word each time (same reply every time), beam keeps several candidate replies and "
     "returns the likeliest whole one."
 )
 STRATEGY_HELP = (
-    "rerank: the best-fitting of several random replies; sample: a random likely reply; "
+    "rerank: the best-fitting of several random replies and film lines; sample: a random likely reply; "
     "greedy: likeliest word each time; beam: likeliest whole reply"
 )
 # Seconds between streamed updates: faster than anyone reads, and every update is a message to each page.
@@ -121,9 +124,11 @@ def message_text(content: Any) -> str:
 
 
 def tab_defaults(bot: Chatbot) -> DecodeSettings:
-    """The tab's starting settings: rerank when the bot has a relevance or backward model to score with,
-    else sampling."""
-    return DEFAULTS if bot.relevance is not None or bot.backward is not None else SAMPLE_DEFAULTS
+    """The tab's starting settings: rerank when the bot has a relevance or backward model to score with
+    (with retrieved replies when its relevance model has a reply index), else sampling."""
+    if bot.relevance is None and bot.backward is None:
+        return SAMPLE_DEFAULTS
+    return DEFAULTS if bot.index is not None else replace(DEFAULTS, retrieve=0)
 
 
 def settings_from_inputs(
@@ -137,6 +142,7 @@ def settings_from_inputs(
         top_p=min(1.0, max(0.01, float(top_p))),
         seed=None,  # a new sample each time
         candidates=defaults.candidates,
+        retrieve=defaults.retrieve,
     )
 
 

@@ -47,6 +47,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     bot = Chatbot.from_checkpoint(args.checkpoint, backward=args.backward, relevance=args.relevance)
+    if settings.strategy == "rerank" and settings.retrieve:
+        bot.require_index()
     # Bytes that are not UTF-8 (a Latin-1 terminal, a pasted binary) must not end the session.
     if hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="replace")

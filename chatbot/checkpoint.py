@@ -171,3 +171,17 @@ def half_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             tensor = halves.setdefault(key, tensor.half())
         out[name] = tensor
     return out
+
+
+def int8_rows(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """x (N, H) float -> {"int8": (N, H) int8, "scale": (N,) fp16}: each row over its own scale, its largest
+    |value| stored as 127, so a value is off by at most half a step, scale / 2."""
+    x = x.detach().float()
+    scale = (x.abs().amax(dim=1) / 127).clamp_min(1e-8).half()  # (N,)
+    q = (x / scale.float().unsqueeze(1)).round().clamp(-127, 127).to(torch.int8)  # (N, H)
+    return {"int8": q, "scale": scale}
+
+
+def from_int8_rows(stored: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`int8_rows`' form -> (N, H) float32."""
+    return stored["int8"].float() * stored["scale"].float().unsqueeze(1)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -59,6 +59,10 @@ class DecodeSettings:
     # fix: a fixed default seed gave every turn of a chat the same draw; None draws a fresh seed each reply.
     seed: int | None = field(default=None, metadata={"help": "sampling seed: same seed, same reply (default: fresh)"})
     candidates: int = field(default=8, metadata={"help": "rerank: replies sampled before picking the best"})
+    retrieve: int = field(
+        default=0,
+        metadata={"help": "rerank: also score this many training replies the relevance model finds for the query"},
+    )
     # rerank's score weights, picked on the valid split (README, "Quality: the shipped bot").
     mmi_lambda: float = field(
         default=0.0, metadata={"help": "rerank: weight of a backward model's log p(query | reply) (0 = not used)"}
@@ -100,6 +104,8 @@ class DecodeSettings:
             )
         if self.candidates < 1:
             problems.append("candidates must be at least 1")
+        if self.retrieve < 0:
+            problems.append("retrieve must be >= 0")
         if self.max_length is not None and self.max_length < 1:
             problems.append("max_length must be at least 1")
         if problems:
@@ -366,16 +372,24 @@ Scorer = Callable[[list[list[int]], list[float | None]], list[float]]
 
 
 def rerank(
-    model: DecodingModel, src_ids: list[int], max_length: int, settings: DecodeSettings, scorer: Scorer
+    model: DecodingModel,
+    src_ids: list[int],
+    max_length: int,
+    settings: DecodeSettings,
+    scorer: Scorer,
+    extra: Sequence[list[int]] = (),
 ) -> list[tuple[list[int], float]]:
     """Sample `settings.candidates` replies, score each distinct one with `scorer`, best first: [(ids, score)].
 
-    A reply drawn twice is scored once; ties keep the order of the draw.
+    `extra`: more candidates (ids ending in EOS; `chatbot.retrieval`'s replies) scored with the samples.
+    A reply drawn twice is scored once; ties keep the order of the draw, then of `extra`.
     """
     drawn, log_probs = sample_candidates(model, src_ids, max_length, settings, settings.candidates)
     first: dict[tuple[int, ...], float | None] = {}
     for ids, lp in zip(drawn, log_probs, strict=True):
         first.setdefault(tuple(ids), lp if ids and ids[-1] == EOS_token else None)
+    for ids in extra:
+        first.setdefault(tuple(ids), None)  # the scorer computes its log p(reply | query)
     replies = [list(ids) for ids in first]
     scores = scorer(replies, list(first.values()))
     order = sorted(range(len(replies)), key=lambda i: -scores[i])  # stable
@@ -388,6 +402,7 @@ def decode_stream(
     max_length: int,
     settings: DecodeSettings,
     scorer: Scorer | None = None,
+    extra: Sequence[list[int]] = (),
 ) -> Iterator[list[int]]:
     """The one dispatch over the strategies: the reply's ids so far (EOS included once produced).
 
@@ -408,7 +423,7 @@ def decode_stream(
     elif settings.strategy == "rerank":
         if scorer is None:
             raise ChatbotError("strategy rerank needs a scorer (use chatbot.reply.Chatbot, which has one)")
-        yield rerank(model, src_ids, max_length, settings, scorer)[0][0]
+        yield rerank(model, src_ids, max_length, settings, scorer, extra)[0][0]
     else:
         ids: list[int] = []
         for token in generate_tokens(model, src_ids, max_length, settings):
@@ -422,9 +437,11 @@ def decode(
     max_length: int,
     settings: DecodeSettings,
     scorer: Scorer | None = None,
+    extra: Sequence[list[int]] = (),
 ) -> list[int]:
-    """One reply's ids (EOS included if produced) by the strategy in `settings`: `decode_stream`'s last."""
+    """One reply's ids (EOS included if produced) by the strategy in `settings`: `decode_stream`'s last
+    (`extra`: rerank's candidates besides its samples)."""
     ids: list[int] = []
-    for ids in decode_stream(model, src_ids, max_length, settings, scorer):  # noqa: B007 - the last one is the reply
+    for ids in decode_stream(model, src_ids, max_length, settings, scorer, extra):  # noqa: B007 - the last one is the reply
         pass
     return ids

@@ -370,6 +370,8 @@ def run(args: argparse.Namespace) -> int:
         bot = Chatbot.from_checkpoint(checkpoint, backward=args.backward, relevance=args.relevance)
         can_rerank = bot.backward is not None or bot.relevance is not None
         strategies = args.strategies or [s for s in STRATEGIES if s != "rerank" or can_rerank]
+        if "rerank" in strategies and args.retrieve:
+            bot.require_index()
         report = evaluate(bot, pairs, strategies, settings_from_args(args), args.bleu_tokenize, excluded)
         report["label"] = labels[n] if n < len(labels) else _model_label(report, n)
         reports.append(report)

@@ -102,19 +102,37 @@ def relevance_scores(
     model: DualEncoder | RelevanceEnsemble, queries: list[list[int]], replies: list[list[int]], batch_size: int = 512
 ) -> torch.Tensor:
     """cosine(query_i, reply_i) / temperature for each pair of id lists (an ensemble: the mean over its
-    members) -> (N,) float64 on the CPU."""
-    members = list(model.members) if isinstance(model, RelevanceEnsemble) else [model]
+    members) -> (N,) float64 on the CPU. Each distinct query and reply is encoded once (rerank scores many
+    replies of one query; hits@1 each reply against 20 queries)."""
+    members = ensemble_members(model)
     for member in members:
         member.eval()
+    q_rows, q_distinct = _distinct(queries)
+    r_rows, r_distinct = _distinct(replies)
     out = torch.zeros(len(queries), dtype=torch.float64)
-    for start in range(0, len(queries), batch_size):
-        q_ids, q_len = pad(queries[start : start + batch_size])  # (B, Tq)
-        r_ids, r_len = pad(replies[start : start + batch_size])
-        for member in members:
-            q = member.query_encoder(q_ids.T, q_len)  # (B, H)
-            r = member.reply_encoder(r_ids.T, r_len)  # (B, H)
-            out[start : start + len(q_len)] += ((q * r).sum(dim=1) / member.config.temperature).double()
+    for member in members:
+        q = encode_ids(member.query_encoder, q_distinct, batch_size)[q_rows]  # (N, H)
+        r = encode_ids(member.reply_encoder, r_distinct, batch_size)[r_rows]  # (N, H)
+        out += ((q * r).sum(dim=1) / member.config.temperature).double()
     return out / len(members)
+
+
+def _distinct(id_lists: list[list[int]]) -> tuple[torch.Tensor, list[list[int]]]:
+    """id lists -> (for each, the row of its first copy among the distinct ones (N,), the distinct lists)."""
+    first: dict[tuple[int, ...], int] = {}
+    rows = [first.setdefault(tuple(ids), len(first)) for ids in id_lists]
+    return torch.tensor(rows, dtype=torch.long), [list(ids) for ids in first]
+
+
+def encode_ids(encoder: SentenceEncoder, id_lists: list[list[int]], batch_size: int) -> torch.Tensor:
+    """id lists (each ending in EOS) -> their unit vectors (N, H), `batch_size` at a time."""
+    if not id_lists:
+        return torch.zeros(0, encoder.out.out_features)
+    chunks = []
+    for start in range(0, len(id_lists), batch_size):
+        ids, lengths = pad(id_lists[start : start + batch_size])  # (B, T), (B,)
+        chunks.append(encoder(ids.T, lengths))  # (B, H)
+    return torch.cat(chunks)
 
 
 def load_overlap(state: dict, path) -> Overlap | None:
@@ -129,11 +147,29 @@ def load_overlap(state: dict, path) -> Overlap | None:
         raise ChatbotError(f"{path}: its overlap table does not match its tokenizer: {err}") from None
 
 
+# The one embedding a dual encoder's state lists under three names; shipped as int8 rows (`int8_rows`).
+EMBEDDING_NAMES = ("embedding.weight", "query_encoder.embedding.weight", "reply_encoder.embedding.weight")
+
+
 def dual_encoder_from_state(config: dict, weights: dict) -> DualEncoder:
-    """A dual encoder, in eval mode, from a checkpoint's "model_config" and weights (fp16 ones made fp32)."""
+    """A dual encoder, in eval mode, from a checkpoint's "model_config" and weights (fp16 ones and int8 rows,
+    `chatbot.checkpoint.int8_rows`, made fp32)."""
+    from chatbot.checkpoint import from_int8_rows
+
     model = DualEncoder(RelevanceConfig.from_dict(config))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+
+    def fp32(v):
+        if isinstance(v, dict):
+            return from_int8_rows(v)
+        return v.float() if v.is_floating_point() else v
+
+    model.load_state_dict({k: fp32(v) for k, v in weights.items()})
     return model.eval()
+
+
+def ensemble_members(model: DualEncoder | RelevanceEnsemble) -> list[DualEncoder]:
+    """The dual encoders a relevance model averages (one for a single model)."""
+    return list(model.members) if isinstance(model, RelevanceEnsemble) else [model]
 
 
 def load_relevance(path) -> tuple[DualEncoder | RelevanceEnsemble, dict]:

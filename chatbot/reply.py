@@ -18,12 +18,22 @@ from pathlib import Path
 import torch
 
 from chatbot.cli import add_dataclass_flags, float_in, int_in, int_or_none
-from chatbot.decode import STRATEGIES, WHOLE_REPLY, DecodeSettings, decode, decode_fields, decode_stream, rerank
+from chatbot.decode import (
+    STRATEGIES,
+    WHOLE_REPLY,
+    DecodeSettings,
+    decode,
+    decode_fields,
+    decode_stream,
+    rerank,
+    source_tensors,
+)
 from chatbot.errors import ChatbotError
 from chatbot.model.protocol import DecodingModel
 from chatbot.normalize import normalize_string
 from chatbot.overlap import Overlap
-from chatbot.tokenizers import EOS_token, Tokenizer
+from chatbot.retrieval import ReplyIndex
+from chatbot.tokenizers import EOS_token, Tokenizer, UNK_token
 
 __all__ = ["Chatbot", "DecodeSettings", "add_decode_arguments", "settings_from_args", "tidy"]
 
@@ -44,12 +54,21 @@ class Chatbot:
         backward: Chatbot | None = None,
         relevance: tuple | None = None,
         overlap: Overlap | None = None,
+        index: ReplyIndex | None = None,
     ) -> None:
         self.model = model
         self.backward = backward  # a reply -> query model for rerank's log p(S|T), or None
         # (DualEncoder or RelevanceEnsemble, its tokenizer, its normalization) for rerank's relevance score, or None
         self.relevance = relevance
         self.overlap = overlap  # rerank's tf-idf word overlap (chatbot.overlap, from the relevance checkpoint), or None
+        # rerank's retrieved candidates (chatbot.retrieval, from the relevance checkpoint): only the replies this
+        # model's tokenizer spells without UNK, each as ids ending in EOS
+        self.index, self.index_ids = None, []
+        if index is not None:
+            ids = [tokenizer.encode(t) for t in index.texts]
+            keep = [i for i, r in enumerate(ids) if r and UNK_token not in r]
+            self.index = index.subset(keep)
+            self.index_ids = [ids[i] + [EOS_token] for i in keep]
         self.tokenizer = tokenizer
         self.normalize = normalize
         self.max_length = max_length  # the tutorial's MAX_LENGTH: default reply length and input guard
@@ -85,6 +104,7 @@ class Chatbot:
         and relevance.pt, when present)."""
         from chatbot.checkpoint import DEFAULT_BACKWARD, DEFAULT_CHECKPOINT, DEFAULT_RELEVANCE, load_model
         from chatbot.relevance import load_overlap, load_relevance
+        from chatbot.retrieval import load_index
         from chatbot.tokenizers import tokenizer_from_state
 
         if path is None and not DEFAULT_CHECKPOINT.exists():
@@ -106,17 +126,17 @@ class Chatbot:
             backward = DEFAULT_BACKWARD
         if relevance is None and shipped and DEFAULT_RELEVANCE.exists():
             relevance = DEFAULT_RELEVANCE
-        rel, overlap = None, None
+        rel, overlap, index = None, None, None
         if relevance is not None:
             r_model, r_state = load_relevance(relevance)
             rel = (r_model.to(device), tokenizer_from_state(r_state["tokenizer"]), r_state.get("normalize", "tutorial"))
-            overlap = load_overlap(r_state, relevance)
+            overlap, index = load_overlap(r_state, relevance), load_index(r_state, relevance)
         back = None
         if backward is not None:
             b_model, b_tokenizer, b_state = load_model(backward, device)
             back = cls(b_model, b_tokenizer, b_state.get("normalize", "tutorial"), int(b_state.get("max_length", 10)))
         normalize, max_length = state.get("normalize", "tutorial"), int(state.get("max_length", 10))
-        return cls(model, tokenizer, normalize, max_length, description, back, rel, overlap)
+        return cls(model, tokenizer, normalize, max_length, description, back, rel, overlap, index)
 
     def query_ids(self, text: str) -> list[int]:
         """Raw text -> source ids ending in EOS, as in training (normalized, tokenized, length-guarded)."""
@@ -136,6 +156,7 @@ class Chatbot:
             settings.max_length or self.max_length,
             settings,
             functools.partial(self.score, text, settings),
+            self.retrieved(text, settings),
         )
 
     def target_ids(self, text: str) -> list[int]:
@@ -155,9 +176,10 @@ class Chatbot:
         forward = torch.tensor([0.0 if lp is None else lp for lp in known], dtype=torch.float64)
         if missing:
             src = self.query_ids(query)
-            forward[missing] = sequence_log_probs(
-                self.model, [src] * len(missing), [with_eos(replies[i]) for i in missing]
-            )
+            with torch.inference_mode():  # the query encoded once, on the fast path, for all its replies
+                encoded = self.runner.encode(*source_tensors(src, self.model.device))
+            targets = [with_eos(replies[i]) for i in missing]
+            forward[missing] = sequence_log_probs(self.model, [src] * len(missing), targets, encoded=encoded)
         texts = [self.tokenizer.decode(r) for r in replies]
         backward = None
         if self.backward is not None and settings.mmi_lambda:
@@ -189,12 +211,33 @@ class Chatbot:
         from chatbot.relevance import relevance_scores
 
         model, tokenizer, normalize = self.relevance
-        q = [
-            tokenizer.encode(normalize_string(t, normalize))[-(self.max_input_tokens - 1) :] + [EOS_token]
-            for t in queries
-        ]
+        q = [self.relevance_query_ids(t) for t in queries]
         r = [tokenizer.encode(normalize_string(t, normalize)) + [EOS_token] for t in replies]
         return relevance_scores(model, q, r)
+
+    def relevance_query_ids(self, text: str) -> list[int]:
+        """A query as the relevance model reads it: its tokenizer's ids, the last ones kept, EOS added."""
+        _, tokenizer, normalize = self.relevance
+        return tokenizer.encode(normalize_string(text, normalize))[-(self.max_input_tokens - 1) :] + [EOS_token]
+
+    def require_index(self) -> None:
+        """Raise the one-line error for `retrieve` without a reply index (front ends call it before any work)."""
+        if self.index is None or self.relevance is None:
+            raise ChatbotError(
+                "retrieve needs a relevance model with a reply index (scripts/ship_relevance.py --index); use --retrieve 0"
+            )
+
+    def retrieved(self, text: str, settings: DecodeSettings) -> list[list[int]]:
+        """rerank's candidates besides its samples: the `settings.retrieve` indexed replies nearest to `text`
+        by the relevance model (ids ending in EOS); none for other strategies or retrieve 0."""
+        if settings.strategy != "rerank" or settings.retrieve == 0:
+            return []
+        self.require_index()
+        from chatbot.relevance import ensemble_members
+
+        encoder = ensemble_members(self.relevance[0])[self.index.member]
+        nearest = self.index.nearest(encoder, self.relevance_query_ids(text), settings.retrieve)
+        return [self.index_ids[i] for i in nearest]
 
     def overlap_scores(self, queries: list[str], replies: list[str]) -> torch.Tensor:
         """The tf-idf word overlap of each (query, reply) text pair, both normalized as the relevance model's
@@ -206,10 +249,11 @@ class Chatbot:
         )
 
     def rerank(self, text: str, settings: DecodeSettings) -> list[tuple[list[int], float]]:
-        """Sample `settings.candidates` replies, score each (MMI-bidi), best first: [(ids, score)]."""
+        """Sample `settings.candidates` replies (and retrieve `settings.retrieve`), score each, best first: [(ids, score)]."""
         src = self.query_ids(text)
         max_length = settings.max_length or self.max_length
-        return rerank(self.runner, src, max_length, settings, functools.partial(self.score, text, settings))
+        scorer = functools.partial(self.score, text, settings)
+        return rerank(self.runner, src, max_length, settings, scorer, self.retrieved(text, settings))
 
     def reply(self, text: str, settings: DecodeSettings | None = None) -> str:
         """Reply to `text` (any string); never raises on the text."""
@@ -225,7 +269,8 @@ class Chatbot:
         src = self.query_ids(text)
         max_length = settings.max_length or self.max_length
         shown = ""
-        for ids in decode_stream(self.runner, src, max_length, settings, functools.partial(self.score, text, settings)):
+        scorer = functools.partial(self.score, text, settings)
+        for ids in decode_stream(self.runner, src, max_length, settings, scorer, self.retrieved(text, settings)):
             partial = tidy(self.tokenizer.decode(ids), self.normalize)
             if settings.strategy in WHOLE_REPLY:  # the whole reply at once: show it word by word
                 words = partial.split(" ")
@@ -270,6 +315,7 @@ DECODE_FLAG_TYPES = {
     "max_length": int_in(1, 10_000),
     "seed": int_or_none,
     "candidates": int_in(1, 1000),
+    "retrieve": int_in(0, 1000),
     "mmi_lambda": float_in(-math.inf),
     "length_bonus": float_in(-math.inf),
     "relevance_weight": float_in(-math.inf),

@@ -22,10 +22,11 @@ from chatbot.model.network import select_positions
 from chatbot.tokenizers import EOS_token
 
 
-def batch_nll(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+def batch_nll(model: torch.nn.Module, batch: Batch, encoded: tuple | None = None) -> torch.Tensor:
     """Teacher-forced summed NLL of each pair of a (device) `Batch` -> (B,) float64, in the batch's column
-    order. The output layer runs on real target tokens only; padding never counts."""
-    logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.token_index)  # (N, V)
+    order. The output layer runs on real target tokens only; padding never counts. `encoded`: the one
+    query's encoding when every pair has the same query (`Seq2Seq.forward`)."""
+    logits = model(batch.input_seq, batch.lengths, batch.decoder_input, batch.token_index, encoded=encoded)  # (N, V)
     target = select_positions(batch.target, batch.token_index)  # (N,)
     nll = F.cross_entropy(logits.float(), target, reduction="none").double()  # (N,)
     column = batch.token_index % batch.target.size(1)  # (N,): the pair each token belongs to
@@ -34,9 +35,15 @@ def batch_nll(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 @torch.inference_mode()
 def sequence_log_probs(
-    model: torch.nn.Module, sources: Sequence[list[int]], targets: Sequence[list[int]], batch_size: int = 256
+    model: torch.nn.Module,
+    sources: Sequence[list[int]],
+    targets: Sequence[list[int]],
+    batch_size: int = 256,
+    encoded: tuple | None = None,
 ) -> torch.Tensor:
-    """Summed log p(target | source) per pair: ids lists (each ending in EOS) -> (N,) float64, on the CPU."""
+    """Summed log p(target | source) per pair: ids lists (each ending in EOS) -> (N,) float64, on the CPU.
+    `encoded`: when every source is the same query, its encoding (batch 1; any form's `encode`), used
+    for every pair instead of encoding each copy."""
     if len(sources) != len(targets):
         raise ValueError("sources and targets must pair up")
     device = next(model.parameters()).device
@@ -46,7 +53,7 @@ def sequence_log_probs(
     pairs = tensorize(list(zip(sources, targets, strict=True)))
     for start in range(0, len(sources), batch_size):
         batch = gather_batch(pairs, torch.arange(start, min(start + batch_size, len(sources))))
-        out[batch.pairs] = -batch_nll(model, batch.to(device)).cpu()
+        out[batch.pairs] = -batch_nll(model, batch.to(device), encoded).cpu()
     model.train(was_training)
     return out
 

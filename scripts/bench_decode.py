@@ -16,6 +16,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         if tab.strategy == "rerank":
             fns["rerank (the tab's default)"] = lambda p: bot.reply(p, tab)
+        if tab.retrieve:
+            fns["rerank without retrieved replies"] = lambda p: bot.reply(p, replace(tab, retrieve=0))
         for name, (wall, cpu) in measure(fns, PROBES, args.repeats).items():
             cells = " | ".join(f"{np.percentile(ms, q):.1f}" for ms in (wall, cpu) for q in (50, 90))
             print(f"| {threads} | {name} | {cells} |", flush=True)

@@ -219,6 +219,7 @@ class Seq2Seq(nn.Module):
         decoder_input: torch.Tensor,
         target_mask: torch.Tensor | None = None,
         teacher_forcing: bool = True,
+        encoded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """input_seq (Ts, B), decoder_input (Tt, B) = SOS + target[:-1] -> logits (Tt, B, V),
         or (N, V) for the N positions where target_mask (Tt, B) is True. target_mask may also be
@@ -228,8 +229,17 @@ class Seq2Seq(nn.Module):
         With teacher forcing (the fast path) the decoder runs over the whole target in one call.
         Without it, the decoder runs step by step on its own greedy output, as the tutorial's
         non-teacher-forced branch does; only decoder_input[0] (SOS) is read then.
+
+        `encoded`: `encode`'s output for a batch of 1, when every pair has that one query (rerank scoring
+        many replies to one message): it is used for every column instead of encoding B copies.
         """
-        encoder_outputs, hidden, src_mask = self.encode(input_seq, input_lengths)
+        if encoded is None:
+            encoder_outputs, hidden, src_mask = self.encode(input_seq, input_lengths)
+        else:
+            b = decoder_input.size(1)
+            encoder_outputs, hidden, src_mask = encoded  # (Ts, 1, H), (L, 1, H), (1, Ts)
+            encoder_outputs, src_mask = encoder_outputs.expand(-1, b, -1), src_mask.expand(b, -1)
+            hidden = hidden.expand(-1, b, -1).contiguous()  # (L, B, H)
         if teacher_forcing:
             features, _, _ = self.decoder.features(decoder_input, hidden, encoder_outputs, src_mask)  # (Tt, B, H)
             if target_mask is not None:

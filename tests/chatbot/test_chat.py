@@ -121,3 +121,12 @@ def test_sampled_replies_differ_across_turns_by_default_and_repeat_with_a_seed(t
     assert main(["chat", "--checkpoint", str(ckpt), "--strategy", "sample", "--seed", "7"]) == 0
     seeded = [line for line in capsys.readouterr().out.splitlines() if line]
     assert len(seeded) == 6 and len(set(seeded)) == 1
+
+
+def test_retrieve_without_a_reply_index_is_refused_before_the_first_message(tmp_path, capsys, monkeypatch):
+    model, voc = trained_model()
+    ckpt = write_checkpoint(tmp_path / "m.pt", model, voc)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n"))
+    assert main(["chat", "--checkpoint", str(ckpt), "--strategy", "rerank", "--retrieve", "8"]) == 1
+    err = capsys.readouterr()
+    assert "reply index" in err.err and len(err.err.strip().splitlines()) == 1 and "Bot:" not in err.out

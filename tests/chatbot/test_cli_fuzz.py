@@ -78,6 +78,7 @@ def decode_flags(command: str) -> list[Flag]:
         int_flag(command, "--no-repeat-ngram-size", 0),
         int_flag(command, "--max-length", 1, 10_000),
         int_flag(command, "--candidates", 1, 1000),
+        int_flag(command, "--retrieve", 0, 1000),
         float_flag(command, "--mmi-lambda", None, None),
         float_flag(command, "--length-bonus", None, None),
         float_flag(command, "--relevance-weight", None, None),

@@ -10,6 +10,7 @@ from chatbot.checkpoint import load_checkpoint, save_checkpoint
 from chatbot.corpus import pair_key
 from chatbot.prepare import PrepareConfig, load_prepared, prepare
 from chatbot.relevance import load_overlap, load_relevance, relevance_scores
+from chatbot.retrieval import ReplyIndex, load_index, training_replies
 from chatbot.tokenizers import EOS_token
 from tests.chatbot.tiny_data import write_prepared
 from tests.chatbot.tinybot import REPO_ROOT, one_thread, random_model, write_checkpoint  # noqa: F401
@@ -56,9 +57,14 @@ def test_train_relevance_then_tune_rerank(tmp_path, capsys):
     runs = [str(tmp_path / "rel" / "best.pt"), str(tmp_path / "rel1" / "best.pt")]
     assert load_script("ship_relevance").main([*runs, "--out", str(tmp_path / "shipped.pt")]) == 0
     ensemble, shipped = load_relevance(tmp_path / "shipped.pt")
-    assert [m["model"]["embedding.weight"].dtype for m in shipped["members"]] == [torch.float16] * 2
-    weights = shipped["members"][0]["model"]  # the shared embedding is stored once, not once per encoder
-    assert weights["embedding.weight"].data_ptr() == weights["query_encoder.embedding.weight"].data_ptr()
+    weights = shipped["members"][0]["model"]
+    assert weights["query_encoder.gru.weight_ih_l0"].dtype == torch.float16
+    # the shared embedding as int8 rows (`int8_rows`), stored once, not once per encoder
+    assert weights["embedding.weight"]["int8"].dtype == torch.int8
+    assert (
+        weights["embedding.weight"]["int8"].data_ptr() == weights["query_encoder.embedding.weight"]["int8"].data_ptr()
+    )
+    assert "no reply index" in capsys.readouterr().out and "index" not in shipped
     members = [load_relevance(r)[0] for r in runs]
     ids = [load_prepared(data).tokenizer.encode(q) + [EOS_token] for q, _ in train[:8]]
     mean = (relevance_scores(members[0], ids, ids[::-1]) + relevance_scores(members[1], ids, ids[::-1])) / 2
@@ -68,10 +74,27 @@ def test_train_relevance_then_tune_rerank(tmp_path, capsys):
     three_pt = str(tmp_path / "three.pt")
     assert load_script("ship_relevance").main([str(tmp_path / "shipped.pt"), runs[0], "--out", three_pt]) == 0
     three = load_checkpoint(three_pt)
-    assert [m["step"] for m in three["members"]] == [m["step"] for m in shipped["members"]] + [shipped["members"][0]["step"]]
+    assert [m["step"] for m in three["members"]] == [m["step"] for m in shipped["members"]] + [
+        shipped["members"][0]["step"]
+    ]
     for got, want in zip(three["members"], [*shipped["members"], shipped["members"][0]], strict=True):
-        assert all(torch.equal(got["model"][k], want["model"][k]) for k in want["model"])
+        for k, tensor in want["model"].items():
+            if isinstance(tensor, dict):  # the int8 embedding
+                assert all(torch.equal(got["model"][k][part], tensor[part]) for part in tensor)
+            else:
+                assert torch.equal(got["model"][k], tensor)
     assert "3 members" in capsys.readouterr().out
+    # --index: the training split's distinct replies, encoded by the first member as stored
+    index_pt = str(tmp_path / "indexed.pt")
+    assert (
+        load_script("ship_relevance").main([str(tmp_path / "shipped.pt"), "--index", str(data), "--out", index_pt]) == 0
+    )
+    indexed_model, indexed = load_relevance(index_pt)
+    index = load_index(indexed, index_pt)
+    assert index.texts == training_replies(train) and index.member == 0
+    rebuilt = ReplyIndex.build(indexed_model.members[0], load_prepared(data).tokenizer, index.texts)
+    assert float((index.vectors - rebuilt.vectors).abs().max()) < 0.01
+    assert "reply index: " in capsys.readouterr().out
     voc = load_prepared(data).tokenizer
     fwd = write_checkpoint(tmp_path / "f.pt", random_model(len(voc), seed=1, hidden=16), voc)
     bwd = write_checkpoint(tmp_path / "b.pt", random_model(len(voc), seed=2, hidden=16), voc)
@@ -177,5 +200,7 @@ def test_blind_check_sheet_hides_the_settings_and_score_counts_them_back(tmp_pat
     bad = ["sheet", str(data), "--out", str(tmp_path / "b2"), "--checkpoint", str(fwd), "--setting", "x:temperature=-1"]
     assert blind.main(bad) == 1
     err = capsys.readouterr().err
-    assert err.startswith("blind_check: error: temperature in 'x:temperature=-1' must be") and len(err.splitlines()) == 1
+    assert (
+        err.startswith("blind_check: error: temperature in 'x:temperature=-1' must be") and len(err.splitlines()) == 1
+    )
     assert not (tmp_path / "b2").exists()
