@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -32,8 +33,10 @@ from chatbot.errors import ChatbotError
 from chatbot.model.protocol import DecodingModel
 from chatbot.normalize import normalize_string
 from chatbot.overlap import Overlap
-from chatbot.retrieval import ReplyIndex
 from chatbot.tokenizers import EOS_token, Tokenizer, UNK_token
+
+if TYPE_CHECKING:  # chatbot.retrieval imports chatbot.checkpoint, which exported bots never load
+    from chatbot.retrieval import ReplyIndex
 
 __all__ = ["Chatbot", "DecodeSettings", "add_decode_arguments", "settings_from_args", "tidy"]
 
