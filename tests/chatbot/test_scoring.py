@@ -48,3 +48,19 @@ def test_training_validation_loss_is_the_report_cards_nll():
     )
     assert tokens == sum(len(t) for t in tgt)
     assert loss == pytest.approx(-float(sequence_log_probs(model, src, tgt).sum()) / tokens, rel=1e-6)
+
+
+def test_one_query_encoded_once_gives_the_same_log_probs():
+    from chatbot.decode import source_tensors
+    from chatbot.model.fast import InferenceSeq2Seq
+
+    model, voc = trained_model()
+    src = voc.encode("how are you ?") + [EOS_token]
+    targets = [voc.encode(r) + [EOS_token] for _, r in PAIRS]
+    plain = sequence_log_probs(model, [src] * len(targets), targets)
+    for form in (model, InferenceSeq2Seq(model)):  # the training network's encode and the fast path's
+        with torch.inference_mode():
+            encoded = form.encode(*source_tensors(src))
+        once = sequence_log_probs(model, [src] * len(targets), targets, batch_size=3, encoded=encoded)
+        assert once.tolist() == pytest.approx(plain.tolist(), abs=1e-4)
+    assert plain.tolist() == pytest.approx([sequence_log_prob(model, src, t) for t in targets], abs=1e-4)
