@@ -125,13 +125,14 @@ def _distinct(id_lists: list[list[int]]) -> tuple[torch.Tensor, list[list[int]]]
 
 
 def encode_ids(encoder: SentenceEncoder, id_lists: list[list[int]], batch_size: int) -> torch.Tensor:
-    """id lists (each ending in EOS) -> their unit vectors (N, H), `batch_size` at a time."""
+    """id lists (each ending in EOS) -> their unit vectors (N, H) on the CPU, `batch_size` at a time."""
     if not id_lists:
         return torch.zeros(0, encoder.out.out_features)
+    device = encoder.embedding.weight.device
     chunks = []
     for start in range(0, len(id_lists), batch_size):
         ids, lengths = pad(id_lists[start : start + batch_size])  # (B, T), (B,)
-        chunks.append(encoder(ids.T, lengths))  # (B, H)
+        chunks.append(encoder(ids.T.to(device), lengths).cpu())  # (B, H), on the CPU like the scores
     return torch.cat(chunks)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 
-from chatbot.batching import pad
 from chatbot.checkpoint import from_int8_rows, int8_rows
 from chatbot.relevance import DualEncoder, encode_ids
 from chatbot.tokenizers import EOS_token, Tokenizer
@@ -50,13 +49,12 @@ class ReplyIndex:
         k = min(k, len(self.texts))
         if k <= 0:
             return []
-        return (self.vectors @ query_vector.float()).topk(k).indices.tolist()  # (N,) -> k
+        return (self.vectors @ query_vector.float().cpu()).topk(k).indices.tolist()  # (N,) -> k, on the CPU
 
     @torch.inference_mode()
     def nearest(self, encoder: DualEncoder, query_ids: list[int], k: int) -> list[int]:
         """A query (the relevance tokenizer's ids, EOS included) -> the k nearest replies' indices, best first."""
-        padded, lengths = pad([query_ids])  # (1, T), (1,)
-        return self.search(encoder.query_encoder(padded.T, lengths)[0], k)  # (H,) query vector
+        return self.search(encode_ids(encoder.query_encoder, [query_ids], 1)[0], k)  # (H,) query vector
 
     def subset(self, keep: list[int]) -> ReplyIndex:
         """The index of only the replies at `keep`, in that order."""
