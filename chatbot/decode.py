@@ -163,21 +163,41 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
 def outside_nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Top-p's drop mask: logits (K, V) -> (K, V) True where a token lies outside the smallest set of the
     likeliest tokens that holds `top_p` of the mass (a token is dropped when the tokens before it already
-    hold top_p; the likeliest always stays).
+    hold top_p; the likeliest always stays)."""
+    _, top_index, drop_top = nucleus(logits.softmax(dim=-1), top_p)
+    drop = torch.ones_like(logits, dtype=torch.bool)
+    return drop.scatter_(-1, top_index, drop_top)
 
-    Only the likeliest k tokens are ranked, k doubling until every row's set ends inside them: the same set
-    as sorting the whole vocabulary, without sorting 10,000 tokens at every step.
+
+def nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """probs (K, V) -> the likeliest k tokens of each row, likeliest first: their probs (K, k), ids (K, k),
+    and (K, k) True for those top-p drops; every token after the k is dropped too.
+
+    Only the likeliest k tokens are ranked, k doubling from 64 until every row's set ends inside them: the
+    same set as sorting the whole vocabulary, without sorting 10,000 tokens at every step.
     """
-    probs = logits.softmax(dim=-1)  # (K, V)
     k = min(64, probs.size(-1))
     while True:
         top_probs, top_index = probs.topk(k, dim=-1)  # (K, k), likeliest first
         drop_top = (top_probs.cumsum(dim=-1) - top_probs) >= top_p  # (K, k)
         if k == probs.size(-1) or bool(drop_top[:, -1].all()):  # every row's set ended inside the top k
-            break
+            return top_probs, top_index, drop_top
         k = min(2 * k, probs.size(-1))
-    drop = torch.ones_like(probs, dtype=torch.bool)
-    return drop.scatter_(-1, top_index, drop_top)
+
+
+def draw(scores: torch.Tensor, settings: DecodeSettings, generator: torch.Generator) -> torch.Tensor:
+    """One token per row from `filter_logits`'s distribution: scores (K, V) -> ids (K,).
+
+    With top-p the draw is among the nucleus's few tokens (their probabilities renormalized, which is
+    what the filtered softmax is), not over the whole vocabulary: the same distribution, and a draw over
+    12,000 tokens was a fifth of rerank's time.
+    """
+    logits = filter_logits(scores, settings.temperature, settings.top_k)  # temperature and top-k
+    if settings.top_p >= 1.0:
+        return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
+    top_probs, top_index, drop_top = nucleus(logits.softmax(dim=-1), settings.top_p)  # (K, k) each
+    pick = torch.multinomial(top_probs.masked_fill(drop_top, 0.0), 1, generator=generator)  # (K, 1) in [0, k)
+    return top_index.gather(1, pick)[:, 0]
 
 
 @torch.inference_mode()
@@ -218,8 +238,7 @@ def generate_tokens(
             scores = logits[0].clone()  # (1, V); clone: exported programs may hand back read-only buffers
             ban(scores)
             if sampling:
-                scores = filter_logits(scores, settings.temperature, settings.top_k, settings.top_p)
-                token = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)  # (1, 1)
+                token = draw(scores, settings, generator).unsqueeze(0)  # (1, 1)
             else:
                 token = scores.argmax(dim=-1, keepdim=True)  # (1, 1)
         next_id = int(token)
@@ -266,8 +285,7 @@ def sample_candidates(
         scores = logits[0].clone()  # (k, V)
         log_normalizer = logits[0].logsumexp(dim=-1)  # (k,): the model's own distribution is logits - this
         ban_tokens(scores, generated, settings.min_length, settings.no_repeat_ngram_size)
-        scores = filter_logits(scores, settings.temperature, settings.top_k, settings.top_p)
-        next_ids = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]  # (k,)
+        next_ids = draw(scores, settings, generator)  # (k,)
         log_prob += (logits[0].gather(1, next_ids.unsqueeze(1))[:, 0] - log_normalizer).double()
         generated = torch.cat((generated, next_ids.unsqueeze(1)), dim=1)
         finished = next_ids == EOS_token  # (k,)

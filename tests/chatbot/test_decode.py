@@ -11,6 +11,7 @@ from chatbot.decode import (
     DecodeSettings,
     beam_search,
     decode,
+    draw,
     filter_logits,
     length_normalise,
     outside_nucleus,
@@ -199,6 +200,31 @@ def test_top_p_over_a_big_vocabulary_keeps_what_a_full_sort_keeps(top_p):
         assert set(order[:need].tolist()) == set(kept[row].nonzero().flatten().tolist())
     if top_p >= 0.9:
         assert int(kept[2].sum()) > 64  # a flat row's set is bigger than the first k: k had to double
+
+
+@pytest.mark.parametrize("top_k, top_p", [(0, 0.9), (0, 0.5), (5, 1.0), (5, 0.8), (0, 1.0)])
+def test_draw_samples_the_filtered_softmax(top_k, top_p):
+    """draw picks among the nucleus's tokens only; its frequencies must be filter_logits's softmax (the
+    distribution sampling always had), within what 40,000 draws allow, and nothing outside the set."""
+    torch.manual_seed(2)
+    scores = torch.randn(2, 300) * 3
+    scores[1, :10] = -math.inf  # banned tokens are never drawn
+    settings = DecodeSettings("sample", temperature=0.7, top_k=top_k, top_p=top_p)
+    expected = filter_logits(scores, 0.7, top_k, top_p).softmax(dim=-1)  # (2, 300)
+    generator = torch.Generator().manual_seed(0)
+    n = 40_000
+    drawn = torch.stack([draw(scores.repeat(100, 1), settings, generator).view(100, 2) for _ in range(n // 100)])
+    for row in range(2):
+        freq = torch.bincount(drawn[:, :, row].flatten(), minlength=300).double() / n
+        assert (freq[expected[row] == 0] == 0).all()
+        assert (freq - expected[row]).abs().max() < 4 * math.sqrt(0.25 / n)  # 4 standard errors at worst
+
+
+def test_draw_repeats_for_a_seed():
+    scores = torch.randn(3, 50)
+    settings = DecodeSettings("sample", top_p=0.9)
+    first = [draw(scores, settings, torch.Generator().manual_seed(7)) for _ in range(2)]
+    assert torch.equal(first[0], first[1])
 
 
 def test_settings_are_validated():
