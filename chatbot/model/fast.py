@@ -199,6 +199,10 @@ class InferenceSeq2Seq:
         concat_output, hidden, _ = self.decoder.features(input_step, last_hidden, encoder_outputs, src_mask)
         return self.argmax(concat_output, ban), hidden
 
+    def forget(self) -> None:
+        """Drop the kept encoding of the last query (a benchmark times each reply as a new message's)."""
+        self._last_query = None
+
     def encode(self, input_seq: torch.Tensor, input_lengths: torch.Tensor):
         """input_seq (Ts, B), input_lengths (B,) -> as `Seq2Seq.encode`; one query takes the fast path.
 
