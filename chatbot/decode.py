@@ -260,18 +260,25 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 
 @torch.inference_mode()
 def sample_candidates(
-    model: DecodingModel, src_ids: list[int], max_length: int, settings: DecodeSettings, n: int
+    model: DecodingModel,
+    src_ids: list[int],
+    max_length: int,
+    settings: DecodeSettings,
+    n: int,
+    encoded: tuple | None = None,
 ) -> tuple[list[list[int]], list[float]]:
     """`n` replies sampled at once (one batch of n rows), each until its EOS or `max_length` ids, and each
     reply's log p(reply | query) under the model itself (its raw logits: no temperature, filter or ban).
 
     The same filters as `generate_tokens` (temperature, top-k, top-p, bans) choose the tokens; the rows
-    share one encoding of the query and one generator seeded from `settings.seed`.
+    share one encoding of the query (`encoded`, `model.encode`'s output, when the caller has it) and one
+    generator seeded from `settings.seed`.
     """
     device = model.device
     generator = make_generator(settings.seed, device)
-    input_seq, lengths = source_tensors(src_ids, device)
-    encoder_outputs, hidden, src_mask = model.encode(input_seq, lengths)  # (Ts, 1, H), (L, 1, H), (1, Ts)
+    if encoded is None:
+        encoded = model.encode(*source_tensors(src_ids, device))
+    encoder_outputs, hidden, src_mask = encoded  # (Ts, 1, H), (L, 1, H), (1, Ts)
     encoder_outputs, src_mask = encoder_outputs.expand(-1, n, -1), src_mask.expand(n, -1)  # (Ts, n, H), (n, Ts)
     hidden = hidden.expand(-1, n, -1).contiguous()  # (L, n, H)
     token = torch.full((1, n), SOS_token, dtype=torch.long, device=device)  # (1, k): the k live rows
@@ -384,9 +391,10 @@ def beam_search(
     return finished[:K]
 
 
-# rerank's score: candidate replies (ids) and the log p(reply | query) sampling already knows for each
-# (None for a reply cut at max_length) -> one score per reply, higher is better.
-Scorer = Callable[[list[list[int]], list[float | None]], list[float]]
+# rerank's score: candidate replies (ids), the log p(reply | query) sampling already knows for each (None
+# for a reply cut at max_length) and the query's encoding (to score the others) -> one score per reply,
+# higher is better.
+Scorer = Callable[[list[list[int]], list[float | None], tuple], list[float]]
 
 
 def rerank(
@@ -402,14 +410,16 @@ def rerank(
     `extra`: more candidates (ids ending in EOS; `chatbot.retrieval`'s replies) scored with the samples.
     A reply drawn twice is scored once; ties keep the order of the draw, then of `extra`.
     """
-    drawn, log_probs = sample_candidates(model, src_ids, max_length, settings, settings.candidates)
+    with torch.inference_mode():  # encoded once: the samples are drawn from it and the rest scored with it
+        encoded = model.encode(*source_tensors(src_ids, model.device))
+    drawn, log_probs = sample_candidates(model, src_ids, max_length, settings, settings.candidates, encoded)
     first: dict[tuple[int, ...], float | None] = {}
     for ids, lp in zip(drawn, log_probs, strict=True):
         first.setdefault(tuple(ids), lp if ids and ids[-1] == EOS_token else None)
     for ids in extra:
         first.setdefault(tuple(ids), None)  # the scorer computes its log p(reply | query)
     replies = [list(ids) for ids in first]
-    scores = scorer(replies, list(first.values()))
+    scores = scorer(replies, list(first.values()), encoded)
     order = sorted(range(len(replies)), key=lambda i: -scores[i])  # stable
     return [(replies[i], scores[i]) for i in order]
 

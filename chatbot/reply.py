@@ -167,20 +167,27 @@ class Chatbot:
         return self.tokenizer.encode(normalize_string(text, self.normalize)) + [EOS_token]
 
     def score(
-        self, query: str, settings: DecodeSettings, replies: list[list[int]], known: list[float | None]
+        self,
+        query: str,
+        settings: DecodeSettings,
+        replies: list[list[int]],
+        known: list[float | None],
+        encoded: tuple | None = None,
     ) -> list[float]:
         """rerank's score (a `decode.Scorer` once `query` and `settings` are bound) of candidate replies (ids):
         MMI-bidi plus relevance, see `chatbot.scoring`. `known`: each reply's log p(reply | query) where
-        sampling already has it; None (a reply cut at max_length, without EOS yet) is computed here, EOS
-        added, as the teacher-forced scorer scores every reply."""
+        sampling already has it; None (a reply cut at max_length, without EOS yet, or a retrieved one) is
+        computed here, EOS added, as the teacher-forced scorer scores every reply, from `encoded` (the
+        query's encoding, as rerank has it) or from an encoding made here."""
         from chatbot.scoring import mmi_scores, sequence_log_probs, with_eos
 
         missing = [i for i, lp in enumerate(known) if lp is None]
         forward = torch.tensor([0.0 if lp is None else lp for lp in known], dtype=torch.float64)
         if missing:
             src = self.query_ids(query)
-            with torch.inference_mode():  # the query encoded once, on the fast path, for all its replies
-                encoded = self.runner.encode(*source_tensors(src, self.model.device))
+            if encoded is None:
+                with torch.inference_mode():  # the query encoded once, on the fast path, for all its replies
+                    encoded = self.runner.encode(*source_tensors(src, self.model.device))
             targets = [with_eos(replies[i]) for i in missing]
             forward[missing] = sequence_log_probs(self.model, [src] * len(missing), targets, encoded=encoded)
         texts = [self.tokenizer.decode(r) for r in replies]

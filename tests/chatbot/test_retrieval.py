@@ -88,6 +88,23 @@ def test_rerank_scores_retrieved_replies_with_the_samples_and_returns_the_best()
     assert bot.retrieved("hello .", DecodeSettings("sample", retrieve=4)) == []
 
 
+def test_rerank_encodes_its_query_once_for_sampling_and_scoring(monkeypatch):
+    """The retrieved replies' log p comes from the encoding the samples were drawn from: one pass per reply."""
+    model, voc = trained_model()
+    rel = relevance_model(voc)
+    bot = Chatbot(
+        model, voc, relevance=(rel, voc, "tutorial"), index=ReplyIndex.build(rel, voc, training_replies(PAIRS))
+    )
+    runner = bot.runner
+    calls = []
+    encode = runner.encode
+    monkeypatch.setattr(runner, "encode", lambda *args: calls.append(1) or encode(*args))
+    settings = DecodeSettings("rerank", candidates=3, seed=1, retrieve=4)
+    ranked = bot.rerank("how are you ?", settings)
+    assert len(calls) == 1
+    assert any(ids in bot.retrieved("how are you ?", settings) for ids, _ in ranked)  # some were scored from it
+
+
 def test_a_retrieved_reply_wins_when_the_scorer_prefers_it():
     model, voc = trained_model()
     rel = relevance_model(voc)

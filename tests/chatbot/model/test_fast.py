@@ -65,27 +65,6 @@ def test_query_encoder_equals_the_model_encoder(attn, layers, dec_layers):
             torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
 
 
-def test_the_last_query_is_encoded_once(monkeypatch):
-    """encode keeps the last query's encoding: the same ids again cost no second pass (rerank asks twice),
-    other ids, or the same after forget(), are encoded afresh, and what comes back is the encoder's."""
-    model = random_model(30, seed=3)
-    fast = InferenceSeq2Seq(model)
-    calls = []
-    encoder = fast.query_encoder
-    monkeypatch.setattr(fast, "query_encoder", lambda seq: calls.append(seq[:, 0].tolist()) or encoder(seq))
-    with torch.no_grad():
-        first = fast.encode(*source_tensors([5, 7, 2]))
-        again = fast.encode(*source_tensors([5, 7, 2]))
-        other = fast.encode(*source_tensors([6, 7, 2]))
-        expected = model.encode(*source_tensors([6, 7, 2]))
-        fast.forget()
-        fast.encode(*source_tensors([6, 7, 2]))  # forgotten: encoded again
-    assert calls == [[5, 7, 2], [6, 7, 2], [6, 7, 2]]
-    assert all(a is b for a, b in zip(first, again, strict=True))
-    for e, g in zip(expected, other, strict=True):
-        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
-
-
 def test_a_chatbot_replies_from_the_live_weights_after_they_change():
     """The fast form copies the weights; a Chatbot notices when they change (load_state_dict, an in-place
     update as an optimizer step makes) and rebuilds it, so it replies as a Chatbot built afresh."""
