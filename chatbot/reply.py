@@ -119,9 +119,10 @@ class Chatbot:
         c = model.config
         where = "shipped model" if path.resolve() == DEFAULT_CHECKPOINT.resolve() else str(path)
         step = f", step {state['step']}" if "step" in state else ""
+        rank = f"output layer at rank {c.output_rank}, " if c.output_rank else ""
         description = (
             f"{where}{step}: {tokenizer.kind} tokenizer ({len(tokenizer):,} tokens), hidden {c.hidden_size}, "
-            f"{c.encoder_n_layers}+{c.decoder_n_layers} GRU layers, {c.attn_model} attention, "
+            f"{c.encoder_n_layers}+{c.decoder_n_layers} GRU layers, {c.attn_model} attention, {rank}"
             f"normalize {state.get('normalize', 'tutorial')}"
         )
         shipped = path.resolve() == DEFAULT_CHECKPOINT.resolve()

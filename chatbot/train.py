@@ -88,6 +88,8 @@ MODEL_HELP = {
     "decoder_n_layers": "decoder GRU layers (at most the encoder's)",
     "dropout": "dropout on the decoder's embeddings and between GRU layers",
     "attn_model": "Luong attention score: dot, general or concat",
+    "output_rank": "0: the tutorial's output layer; r: factorized through r (H x r, then r x V), fewer weights "
+    "per decoding step (scripts/factorize_model.py makes one from a trained model)",
 }
 TRAIN_HELP = {
     "batch_size": "pairs per step (per process under torchrun)",
@@ -121,6 +123,7 @@ FLAG_TYPES = {
     "decoder_n_layers": int_in(1, 16),
     "dropout": float_in(0, 1, high_open=True),
     "attn_model": str,
+    "output_rank": int_in(0, 8192),
     "batch_size": int_in(1, 1_000_000),
     "learning_rate": float_in(0, low_open=True),
     "decoder_learning_ratio": float_in(0, low_open=True),

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from chatbot.model.network import LuongAttnDecoderRNN, Seq2Seq
+from chatbot.model.network import FactorizedLinear, LuongAttnDecoderRNN, Seq2Seq
 from chatbot.model.screened import ScreenedArgmax
 from chatbot.model.shared import bridge, gru_cell
 from chatbot.tokenizers.base import PAD_token
@@ -79,7 +79,14 @@ class DecoderStep(torch.nn.Module):
             Affine(getattr(gru, f"weight_hh_l{i}"), getattr(gru, f"bias_hh_l{i}")) for i in range(self.n_layers)
         ]
         self.concat = Affine(decoder.concat.weight, decoder.concat.bias)  # (K, 2H) -> (K, H)
-        self.out = Affine(decoder.out.weight, decoder.out.bias)  # (K, H) -> (K, V)
+        # the output layer as (K, H) -> (K, R) `project`, then `out` (K, R) -> (K, V): R = H and no projection
+        # for nn.Linear; for a `FactorizedLinear` its D (no bias) and its U with the bias
+        self.project: Affine | None = None
+        out = decoder.out
+        if isinstance(out, FactorizedLinear):
+            self.project = Affine(out.down.weight, torch.zeros(out.down.out_features, device=out.down.weight.device))
+            out = out.up
+        self.out = Affine(out.weight, out.bias)
 
     def forward(
         self,
@@ -91,8 +98,12 @@ class DecoderStep(torch.nn.Module):
         """input_step (1, K), last_hidden (L, K, H), encoder_outputs (Ts, K, H), src_mask (K, Ts)
         -> logits (1, K, V), hidden (L, K, H), attention weights (K, 1, Ts)."""
         concat_output, hidden, attn_weights = self.features(input_step, last_hidden, encoder_outputs, src_mask)
-        logits = self.out(concat_output)  # (K, V)
+        logits = self.out(self.projected(concat_output))  # (K, V)
         return logits.unsqueeze(0), hidden, attn_weights
+
+    def projected(self, concat_output: torch.Tensor) -> torch.Tensor:
+        """concat output (K, H) -> what the output layer's last product reads: itself, or (K, R) through D."""
+        return concat_output if self.project is None else self.project(concat_output)
 
     def features(
         self,
@@ -178,7 +189,8 @@ class InferenceSeq2Seq:
         self.model = model
         self.query_encoder = QueryEncoder(model)
         self.decoder = DecoderStep(model.decoder)
-        self.argmax = ScreenedArgmax(model.decoder.out.weight, model.decoder.out.bias)
+        last = model.decoder.out.up if isinstance(model.decoder.out, FactorizedLinear) else model.decoder.out
+        self.argmax = ScreenedArgmax(last.weight, last.bias)  # over the output layer's last product
         self.device = model.device
         self._built_from = (id(model), weights_version(model))
 
@@ -196,7 +208,7 @@ class InferenceSeq2Seq:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One greedy step for one reply: -> the argmax of the banned logits (1, 1), hidden (L, 1, H)."""
         concat_output, hidden, _ = self.decoder.features(input_step, last_hidden, encoder_outputs, src_mask)
-        return self.argmax(concat_output, ban), hidden
+        return self.argmax(self.decoder.projected(concat_output), ban), hidden
 
     def encode(self, input_seq: torch.Tensor, input_lengths: torch.Tensor):
         """input_seq (Ts, B), input_lengths (B,) -> as `Seq2Seq.encode`; one query takes the fast path."""

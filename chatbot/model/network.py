@@ -32,6 +32,7 @@ class ModelConfig:
     decoder_n_layers: int = 2
     dropout: float = 0.1
     attn_model: str = "dot"  # "dot", "general" or "concat"
+    output_rank: int = 0  # not in the tutorial: 0 = its output layer, nn.Linear(H, V); r = `FactorizedLinear` through r
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,6 +118,37 @@ class Attn(nn.Module):
         return F.softmax(energies, dim=-1)
 
 
+class FactorizedLinear(nn.Module):
+    """x (..., in) -> x D^T U^T + b (..., out): nn.Linear(in, out) with its weight factorized as U D, D (rank, in)
+    and U (out, rank). Not in the tutorial. For the output layer (in = H, out = V): a decoding step reads
+    (H + V) * rank weights instead of H * V, a third of them at rank 128 for H 384. `factorized` makes one
+    from a trained nn.Linear by SVD (`scripts/factorize_model.py`)."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int):
+        super().__init__()
+        self.down = nn.Linear(in_features, rank, bias=False)  # D: (rank, in)
+        self.up = nn.Linear(rank, out_features)  # U: (out, rank), and the bias b (out,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+
+def factorized(linear: nn.Linear, rank: int) -> FactorizedLinear:
+    """The rank-`rank` `FactorizedLinear` closest to `linear` (truncated SVD: W ~ U_r S_r V_r^T, the best rank-r
+    approximation in the Frobenius norm; Eckart-Young), its singular values split evenly between the factors."""
+    out_features, in_features = linear.weight.shape
+    if not 1 <= rank <= min(out_features, in_features):
+        raise ValueError(f"rank must be 1 to {min(out_features, in_features)}, not {rank}")
+    u, s, vh = torch.linalg.svd(linear.weight.detach().double(), full_matrices=False)  # (out, k), (k,), (k, in)
+    root = s[:rank].sqrt()
+    layer = FactorizedLinear(in_features, out_features, rank)
+    with torch.no_grad():
+        layer.down.weight.copy_(root.unsqueeze(1) * vh[:rank])  # (rank, in)
+        layer.up.weight.copy_(u[:, :rank] * root)  # (out, rank)
+        layer.up.bias.copy_(linear.bias.detach())
+    return layer.to(linear.weight.device)
+
+
 class LuongAttnDecoderRNN(nn.Module):
     """GRU -> attention over encoder outputs -> concat layer with tanh -> output layer (logits).
 
@@ -133,6 +165,7 @@ class LuongAttnDecoderRNN(nn.Module):
         output_size: int,
         n_layers: int = 1,
         dropout: float = 0.1,
+        output_rank: int = 0,
     ):
         super().__init__()
         self.attn_model = attn_model
@@ -143,7 +176,11 @@ class LuongAttnDecoderRNN(nn.Module):
         self.embedding_dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(hidden_size, hidden_size, n_layers, dropout=(0.0 if n_layers == 1 else dropout))
         self.concat = nn.Linear(hidden_size * 2, hidden_size)
-        self.out = nn.Linear(hidden_size, output_size)
+        # (.., H) -> (.., V): the tutorial's nn.Linear, or a `FactorizedLinear` through output_rank
+        if output_rank:
+            self.out: nn.Module = FactorizedLinear(hidden_size, output_size, output_rank)
+        else:
+            self.out = nn.Linear(hidden_size, output_size)
         self.attn = Attn(attn_model, hidden_size)
 
     def features(
@@ -195,6 +232,7 @@ class Seq2Seq(nn.Module):
             config.vocab_size,
             config.decoder_n_layers,
             config.dropout,
+            config.output_rank,
         )
 
     @property

@@ -109,6 +109,7 @@ FLAGS: list[Flag] = [
     int_flag("train", "--hidden-size", 1, 8192),
     int_flag("train", "--encoder-n-layers", 1, 16),
     int_flag("train", "--decoder-n-layers", 1, 16),
+    int_flag("train", "--output-rank", 0, 8192),
     float_flag("train", "--dropout", 0, 1, high_open=True),
     int_flag("train", "--batch-size", 1, 1_000_000),
     float_flag("train", "--learning-rate", 0, low_open=True),

@@ -151,3 +151,19 @@ def test_export_leaves_every_sentinel_byte_for_byte(tmp_path, capsys):
         assert_one_line_refusal(code, err, "export", f"--out {out}")
     assert snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "notes.txt", "other-run", "run"]
+
+
+def test_a_factorized_output_layer_exports_and_replies_as_eager(tmp_path):
+    import copy
+
+    from chatbot.model.network import factorized
+
+    model, voc = trained_model()
+    model = copy.deepcopy(model)
+    model.decoder.out = factorized(model.decoder.out, 16)
+    model.config.output_rank = 16
+    eager = Chatbot(model, voc, "tutorial", 10, "tiny factorized model")
+    exported = load_exported(export_model(eager, tmp_path / "bot"))
+    for settings in [DecodeSettings("greedy"), DecodeSettings("beam", beam_width=3)]:
+        for prompt, _ in PAIRS:
+            assert exported.reply_ids(prompt, settings) == eager.reply_ids(prompt, settings)

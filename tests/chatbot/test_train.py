@@ -471,3 +471,14 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.startswith("chatbot train: error: --init-from starts a new run") and len(err.splitlines()) == 1, err
     assert snapshot(second) == before
+
+
+def test_a_factorized_output_layer_trains_from_the_cli_and_loads(tmp_path):
+    data_dir = write_prepared(tmp_path / "data")
+    run = tmp_path / "run"
+    quick = ["--max-steps", "30", "--eval-every", "10", "--batch-size", "16", "--learning-rate", "3e-3", "--no-progress"]
+    assert cli_main(["train", str(data_dir), "--out", str(run), *TINY_MODEL, "--output-rank", "8", *quick]) == 0
+    model, _, state = load_model(run / "best.pt")
+    assert state["model_config"]["output_rank"] == 8 and model.decoder.out.down.weight.shape == (8, 16)
+    losses = records(run)
+    assert losses[30] < losses[min(losses)]  # it learnt through the factorized layer

@@ -115,3 +115,29 @@ def test_the_fast_form_without_onednn_decodes_the_same(monkeypatch):
         for src in sources:
             for s in [DecodeSettings("greedy"), DecodeSettings("beam", beam_width=3), DecodeSettings("sample", seed=0)]:
                 assert decode(fallback, src, 10, s) == decode(model, src, 10, s)
+
+
+def test_a_factorized_output_layer_decodes_like_the_model():
+    """With a `FactorizedLinear` output layer the fast form's step is the model's, greedy's screened argmax runs
+    on its (V x rank) factor, and every search gives the model's replies."""
+    from chatbot.model.network import factorized
+
+    for model, sources in models_and_sources():
+        model = copy.deepcopy(model)
+        vocab, hidden = model.decoder.out.weight.shape
+        rank = 16 if min(vocab, hidden) > 16 else min(vocab, hidden) - 1  # a real truncation either way
+        model.decoder.out = factorized(model.decoder.out, rank)
+        model.config.output_rank = rank
+        fast = InferenceSeq2Seq(model)
+        assert fast.decoder.project is not None
+        assert fast.argmax.weight.shape == (model.config.vocab_size, rank)
+        assert fast.argmax.screened == (screened_module.INT8_PRODUCT and rank % screened_module.INT8_BLOCK == 0)
+        with torch.no_grad():
+            encoded = model.encode(torch.tensor([[5], [7], [2]]), torch.tensor([3]))
+            tokens = torch.tensor([[1]])
+            expected = model.decoder(tokens, *encoded[1:2], encoded[0], encoded[2])
+            got = fast.decoder(tokens, *encoded[1:2], encoded[0], encoded[2])
+        torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-5)
+        for src in sources:
+            for s in [DecodeSettings("greedy"), DecodeSettings("beam", beam_width=3), DecodeSettings("sample", seed=0)]:
+                assert decode(fast, src, 10, s) == decode(model, src, 10, s)

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from chatbot.batching import make_batch as make_train_batch
-from chatbot.model.network import ModelConfig, Seq2Seq, select_positions
+from chatbot.model.network import FactorizedLinear, ModelConfig, Seq2Seq, factorized, select_positions
 from chatbot.tokenizers import EOS_token, PAD_token, SOS_token
 
 
@@ -143,3 +144,37 @@ def test_without_teacher_forcing_the_decoder_feeds_back_its_greedy_output():
     torch.testing.assert_close(model(batch.input_seq, batch.lengths, fed_back), logits)
     # and it really differs from teacher forcing on the (random) target
     assert not torch.allclose(model(batch.input_seq, batch.lengths, batch.decoder_input), logits)
+
+
+def test_factorized_is_the_best_rank_r_approximation_and_full_rank_is_the_layer():
+    torch.manual_seed(3)
+    linear = nn.Linear(12, 40)
+    x = torch.randn(7, 12)
+    exact = factorized(linear, 12)  # full rank: the same layer, as two products
+    torch.testing.assert_close(exact(x), linear(x), rtol=1e-5, atol=1e-5)
+    singular = torch.linalg.svdvals(linear.weight.detach().double())
+    for rank in (1, 4, 9):
+        layer = factorized(linear, rank)
+        assert layer.down.weight.shape == (rank, 12) and layer.up.weight.shape == (40, rank)
+        product = (layer.up.weight @ layer.down.weight).detach().double()  # (40, 12): U D
+        # Eckart-Young: the error's Frobenius norm is that of the singular values left out
+        error = torch.linalg.matrix_norm(linear.weight.detach().double() - product)
+        assert float(error) == pytest.approx(float(singular[rank:].norm()), rel=1e-5)
+        torch.testing.assert_close(layer.up.bias, linear.bias)
+    for bad in (0, 13):
+        with pytest.raises(ValueError):
+            factorized(linear, bad)
+
+
+def test_output_rank_builds_a_factorized_output_layer_and_old_configs_load_full():
+    config = ModelConfig(vocab_size=30, hidden_size=16, output_rank=8)
+    model = Seq2Seq(config)
+    assert isinstance(model.decoder.out, FactorizedLinear)
+    names = set(model.state_dict())
+    assert {"decoder.out.down.weight", "decoder.out.up.weight", "decoder.out.up.bias"} <= names
+    assert "decoder.out.weight" not in names
+    logits = model(torch.tensor([[4], [2]]), torch.tensor([2]), torch.tensor([[1], [5]]))
+    assert logits.shape == (2, 1, 30)
+    old = {k: v for k, v in ModelConfig(vocab_size=30).to_dict().items() if k != "output_rank"}  # before the field
+    assert ModelConfig.from_dict(old).output_rank == 0
+    assert isinstance(Seq2Seq(ModelConfig.from_dict(old)).decoder.out, nn.Linear)
