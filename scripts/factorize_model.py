@@ -44,24 +44,22 @@ def ppl_per_word(bot: Chatbot, pairs: list[tuple[str, str]]) -> float:
     log_probs = sequence_log_probs(
         bot.model, [bot.query_ids(q) for q, _ in pairs], [bot.target_ids(r) for _, r in pairs]
     )
-    return math.exp(-float(log_probs.sum()) / sum(words(r) for _, r in pairs))
+    return math.exp(
+        min(-float(log_probs.sum()) / sum(words(r) for _, r in pairs), 700)
+    )  # a diverged model: no overflow
 
 
-def factorized_state(state: dict, rank: int) -> dict:
-    """A copy of checkpoint `state` whose output layer is the rank-`rank` factorization of its own."""
+def factorized_state(state: dict, rank: int, singular: torch.Tensor) -> dict:
+    """A copy of checkpoint `state` whose output layer is the rank-`rank` factorization of its own; `singular`:
+    that layer's singular values, for the share of their squared mass the rank keeps."""
     model, _ = build_model(state)
     model.decoder.out = factorized(model.decoder.out, rank)
     out = copy.copy(state)
     out["model_config"] = {**state["model_config"], "output_rank": rank}
     out["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    out["factorized"] = {"rank": rank, "kept_energy": kept_energy(state, rank)}
+    energy = float((singular[:rank] ** 2).sum() / (singular**2).sum())
+    out["factorized"] = {"rank": rank, "kept_energy": energy}
     return out
-
-
-def kept_energy(state: dict, rank: int) -> float:
-    """The share of the output layer's squared singular values that rank `rank` keeps."""
-    s = torch.linalg.svdvals(state["model"]["decoder.out.weight"].double())
-    return float((s[:rank] ** 2).sum() / (s**2).sum())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         state = load_checkpoint(args.checkpoint)
         if "decoder.out.weight" not in state.get("model", {}):
             raise ChatbotError(f"{args.checkpoint}: no full output layer to factorize (already factorized?)")
-        hidden, vocab = state["model"]["decoder.out.weight"].shape[1], state["model"]["decoder.out.weight"].shape[0]
+        weight = state["model"]["decoder.out.weight"]
+        vocab, hidden = weight.shape
+        singular = torch.linalg.svdvals(weight.double())  # once, for every rank's kept energy
         if max(args.rank) > min(hidden, vocab):
             raise ChatbotError(f"--rank must be at most {min(hidden, vocab)} (the output layer is {vocab} x {hidden})")
         pairs = read_pairs(args.data, "valid")[: args.pairs] if args.data else []
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print("|---|---|---|---|")
             print(f"| full | {hidden * vocab:,} | 1.0000 | {ppl_per_word(bot_of(state), pairs):.2f} |")
         for rank in args.rank:
-            shipped = factorized_state(state, rank)
+            shipped = factorized_state(state, rank, singular)
             if pairs:
                 ppl = ppl_per_word(bot_of(shipped), pairs)
                 energy = shipped["factorized"]["kept_energy"]

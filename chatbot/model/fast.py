@@ -82,11 +82,12 @@ class DecoderStep(torch.nn.Module):
         # the output layer as (K, H) -> (K, R) `project`, then `out` (K, R) -> (K, V): R = H and no projection
         # for nn.Linear; for a `FactorizedLinear` its D (no bias) and its U with the bias
         self.project: Affine | None = None
-        out = decoder.out
-        if isinstance(out, FactorizedLinear):
-            self.project = Affine(out.down.weight, torch.zeros(out.down.out_features, device=out.down.weight.device))
-            out = out.up
-        self.out = Affine(out.weight, out.bias)
+        self.logits_layer = decoder.out  # the nn.Linear whose product gives the logits (greedy screens its copy)
+        if isinstance(decoder.out, FactorizedLinear):
+            down = decoder.out.down
+            self.project = Affine(down.weight, torch.zeros(down.out_features, device=down.weight.device))
+            self.logits_layer = decoder.out.up
+        self.out = Affine(self.logits_layer.weight, self.logits_layer.bias)
 
     def forward(
         self,
@@ -189,7 +190,7 @@ class InferenceSeq2Seq:
         self.model = model
         self.query_encoder = QueryEncoder(model)
         self.decoder = DecoderStep(model.decoder)
-        last = model.decoder.out.up if isinstance(model.decoder.out, FactorizedLinear) else model.decoder.out
+        last = self.decoder.logits_layer
         self.argmax = ScreenedArgmax(last.weight, last.bias)  # over the output layer's last product
         self.device = model.device
         self._built_from = (id(model), weights_version(model))
